@@ -1,0 +1,1 @@
+"""Training, dataset preparation and evaluation."""

@@ -1,0 +1,253 @@
+"""``hearflow eval``: score heatmaps exactly as the field reports results.
+
+Two forms:
+- ``hearflow eval MODEL DATA``: run a model (checkpoint or export folder, any backend)
+  on DATA's test split, prepared with the model's own PreprocessConfig, and score it;
+  ``--baseline center`` scores the centre prior instead of a model.
+- ``hearflow eval --heatmaps MAPS --annotations ANN``: score maps from any method.
+
+The protocol (median-threshold cIoU@0.5 / AUC as LVS, HTF and EZ-VSL; the adaptive
+top-k variant; pointing accuracy; by box size) lives in :mod:`hearflow.trainer.metrics`.
+Outputs in ``--out``: summary.json, per_clip.csv, success_curve.png, overlay_grid.png and,
+for synthetic data, a breakdown per motion regime (by_regime.png); for a model also the
+"does it listen?" check: the same frames scored with silence, white noise and another
+clip's audio.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+
+from hearflow.errors import HearflowError
+from hearflow.trainer import metrics, plots
+
+LISTEN_CONDITIONS = ("silence", "noise", "shuffle")
+
+
+# ------------------------------------------------------------------------- scoring
+def gt_of(clip: dict, size: int = metrics.SIZE) -> np.ndarray:
+    """Ground-truth map of a clip record (boxes + box_format)."""
+    return metrics.gt_map_from_boxes(clip["boxes"], clip["box_format"], size)
+
+
+def score_maps(maps: dict, clips) -> tuple[list[dict], dict]:
+    """Score ``maps`` {key: m×n map} against ``clips[key]`` (records with id, boxes,
+    box_format, info). Returns (per-clip rows, summary); the summary gains ``by_regime``
+    when clips record a motion regime."""
+    rows = []
+    for key, heat in maps.items():
+        clip = clips[key]
+        row = {"id": clip["id"], **metrics.score_clip(heat, gt_of(clip)), "peak": float(np.max(heat))}
+        row["regime"] = clip.get("info", {}).get("regime")
+        rows.append(row)
+    summary = metrics.summarize(rows)
+    regimes = sorted({r["regime"] for r in rows if r["regime"]})
+    if regimes:
+        summary["by_regime"] = {}
+        for reg in regimes:
+            part = metrics.summarize([r for r in rows if r["regime"] == reg])
+            summary["by_regime"][reg] = {k: part[k] for k in ("n", "pointing", "ciou_adap@0.5", "ciou@0.5",
+                                                               "mean_ciou_adap")}
+    return rows, summary
+
+
+def write_outputs(out: Path, rows: list[dict], summary: dict, overlays: list[dict], title: str) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    keys = list(dict.fromkeys(k for r in rows for k in r))
+    with open(out / "per_clip.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=keys)
+        w.writeheader()
+        w.writerows(rows)
+    if summary.get("n"):
+        th = summary["thresholds"]
+        plots.success_curve_png(
+            {f"{title} (median threshold)": (th, summary["success"]),
+             f"{title} (adaptive)": (th, summary["success_adap"])},
+            out / "success_curve.png",
+        )
+    if overlays:
+        plots.overlay_grid_png(overlays, out / "overlay_grid.png")
+    if summary.get("by_regime"):
+        plots.bar_breakdown_png(summary["by_regime"], out / "by_regime.png", metric="pointing")
+
+
+def format_summary(summary: dict, title: str = "") -> str:
+    def f(v):
+        return "  n/a" if v is None else f"{v:.3f}"
+
+    lines = [
+        f"{title}: {summary['n']} clips scored, {summary['skipped']} skipped (no box)".strip(": "),
+        f"  standard  cIoU@0.5 {f(summary['ciou@0.5'])}  AUC {f(summary['auc'])}  mean cIoU {f(summary['mean_ciou'])}"
+        f"  (ceiling of cIoU@0.5 for these box sizes: {f(summary['ceiling_ciou@0.5'])})",
+        f"  adaptive  cIoU@0.5 {f(summary['ciou_adap@0.5'])}  AUC {f(summary['auc_adap'])}"
+        f"  mean cIoU {f(summary['mean_ciou_adap'])}",
+        f"  pointing  {f(summary['pointing'])}",
+    ]
+    for name, part in summary.get("by_size", {}).items():
+        if part["n"]:
+            lines.append(f"  box {name:<7} n={part['n']:<4} pointing {f(part['pointing'])}"
+                         f"  cIoU_adap@0.5 {f(part['ciou_adap@0.5'])}  cIoU@0.5 {f(part['ciou@0.5'])}")
+    for name, part in summary.get("by_regime", {}).items():
+        lines.append(f"  regime {name:<17} n={part['n']:<4} pointing {f(part['pointing'])}"
+                     f"  cIoU_adap@0.5 {f(part['ciou_adap@0.5'])}")
+    for cond, part in summary.get("listen", {}).items():
+        lines.append(f"  audio={cond:<8} peak similarity {part['peak']:.3f} (true audio {summary['listen_ref_peak']:.3f})"
+                     f"  pointing {f(part['pointing'])}  cIoU_adap@0.5 {f(part['ciou_adap@0.5'])}")
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------- running models
+def run_backend(backend, dataset, batch_size: int = 32, progress: bool = True) -> dict[int, np.ndarray]:
+    """Maps {cache index: m×n} of a backend over a ClipDataset (batched)."""
+    from torch.utils.data import DataLoader
+    from tqdm import tqdm
+
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0)
+    maps = {}
+    for b in tqdm(loader, desc="eval", unit="batch", disable=not progress, leave=False):
+        emb = backend.embed_audio(b["spec"].numpy())
+        flows = b["flow"].numpy() if backend.uses_flow else None
+        for i, m in zip(b["index"].tolist(), backend.localize(b["frame"].numpy(), flows, emb)):
+            maps[i] = m
+    return maps
+
+
+def _overlay_items(dataset, maps: dict, clips, n: int = 16) -> list[dict]:
+    """Overlay panels for the first n clips: stored frame, map, GT boxes in frame pixels."""
+    from hearflow.media.annotations import FLICKR_FRAME
+
+    items = []
+    frames = np.load(dataset.index.path / "frames.npy", mmap_mode="r")
+    size = frames.shape[1]
+    for i in list(maps)[:n]:
+        clip = clips[i]
+        if clip["box_format"] == "flickr":
+            boxes = [[v * size / FLICKR_FRAME for v in b] for b in clip["boxes"]]
+        else:
+            boxes = [[v * size for v in b] for b in clip["boxes"]]
+        items.append({"frame": np.asarray(frames[i]), "map": maps[i], "boxes": boxes, "title": clip["id"]})
+    return items
+
+
+def evaluate_model(
+    model,
+    data,
+    out,
+    backend: str | None = None,
+    split: str = "test",
+    batch_size: int = 32,
+    save_maps: bool = False,
+    listen: bool = True,
+    baseline: str | None = None,
+    cache=None,
+    workers: int | None = None,
+    device: str = "auto",
+    progress: bool = True,
+) -> dict:
+    """Evaluate a model (or a baseline: 'center' / 'whole') on ``data``'s ``split``."""
+    from hearflow.engine.backends import load_backend
+    from hearflow.media.preprocess import PreprocessConfig
+    from hearflow.trainer.data import CacheIndex, ClipDataset
+    from hearflow.trainer.prepare import ensure_cache
+
+    out = Path(out)
+    if baseline:
+        be, cfg, title = None, PreprocessConfig(flow="none"), f"{baseline} prior"
+    else:
+        be = load_backend(model, backend, device=device)
+        cfg, title = be.preprocess, f"{Path(model).name} ({be.name})"
+    cache_dir = ensure_cache(data, cfg, cache, workers, progress)
+    index = CacheIndex(cache_dir)
+    indices = index.indices(split)
+    if not indices:
+        raise HearflowError(f"{data}: no prepared clips in split '{split}' (splits: {index.splits()})")
+    scored = [i for i in indices if index.clips[i]["boxes"]]
+    dataset = ClipDataset(index, scored)
+    if baseline:
+        prior = {"center": metrics.center_prior_map(7), "whole": metrics.whole_image_map(7)}[baseline]
+        maps = {i: prior for i in scored}
+    else:
+        maps = run_backend(be, dataset, batch_size, progress)
+    rows, summary = score_maps(maps, index.clips)
+    summary.update(model=str(model) if model else None, backend=be.name if be else None, baseline=baseline,
+                   data=str(data), split=split, clips_without_boxes=len(indices) - len(scored))
+    if listen and be is not None:
+        summary["listen_ref_peak"] = float(np.mean([r["peak"] for r in rows]))
+        summary["listen"] = {}
+        for cond in LISTEN_CONDITIONS:
+            alt = run_backend(be, ClipDataset(index, scored, audio_override=cond), batch_size, progress)
+            alt_rows, alt_summary = score_maps(alt, index.clips)
+            summary["listen"][cond] = {
+                "peak": float(np.mean([r["peak"] for r in alt_rows])),
+                "pointing": alt_summary["pointing"],
+                "ciou_adap@0.5": alt_summary["ciou_adap@0.5"],
+            }
+    write_outputs(out, rows, summary, _overlay_items(dataset, maps, index.clips), title)
+    if save_maps:
+        np.savez_compressed(out / "maps.npz", **{index.clips[i]["id"]: m for i, m in maps.items()})
+    return summary
+
+
+# ------------------------------------------------------------------------- any method's maps
+def load_maps(path) -> dict[str, np.ndarray]:
+    """Heatmaps from a folder of ``<clip id>.npy`` or one ``.npz`` keyed by clip id."""
+    path = Path(path)
+    if path.is_dir():
+        maps = {p.stem: np.load(p) for p in sorted(path.glob("*.npy"))}
+    elif path.suffix == ".npz" and path.is_file():
+        with np.load(path) as z:
+            maps = {k: z[k] for k in z.files}
+    else:
+        raise HearflowError(f"{path}: heatmaps must be a folder of <clip id>.npy or a .npz file")
+    if not maps:
+        raise HearflowError(f"{path}: no heatmaps found")
+    bad = [k for k, m in maps.items() if np.ndim(m) != 2]
+    if bad:
+        raise HearflowError(f"{path}: maps must be 2-D (m×n); not so for {', '.join(bad[:5])}")
+    return maps
+
+
+def load_annotations(path) -> dict[str, dict]:
+    """Clip records {id: {id, boxes, box_format, info}} from a Flickr ``Annotations/``
+    folder, a VGG-SS style json, or a dataset folder holding either."""
+    from hearflow.media.annotations import read_flickr_xml, read_vggss
+
+    path = Path(path)
+    if path.is_dir() and (path / "annotations.json").is_file():
+        path = path / "annotations.json"
+    elif path.is_dir() and (path / "Annotations").is_dir():
+        path = path / "Annotations"
+    if path.is_dir():
+        xmls = sorted(path.glob("*.xml"))
+        if not xmls:
+            raise HearflowError(f"{path}: no annotations (expected <id>.xml files, annotations.json or vggss.json)")
+        return {p.stem: {"id": p.stem, "boxes": read_flickr_xml(p), "box_format": "flickr", "info": {}} for p in xmls}
+    records = read_vggss(path)
+    return {
+        Path(str(r["file"])).stem: {
+            "id": Path(str(r["file"])).stem, "boxes": r["bbox"], "box_format": "vggss",
+            "info": {k: v for k, v in r.items() if k not in ("file", "bbox")},
+        }
+        for r in records
+    }
+
+
+def evaluate_heatmaps(maps_path, annotations, out) -> dict:
+    """Score maps from any method against any supported annotation format."""
+    maps = load_maps(maps_path)
+    clips = load_annotations(annotations)
+    missing = sorted(set(maps) - set(clips))
+    unmapped = sorted(set(clips) - set(maps))
+    used = {k: m for k, m in maps.items() if k in clips}
+    if not used:
+        raise HearflowError(f"{maps_path}: no heatmap id matches an annotated clip in {annotations}")
+    rows, summary = score_maps(used, clips)
+    summary.update(heatmaps=str(maps_path), annotations=str(annotations),
+                   maps_without_annotation=missing, annotated_without_map=len(unmapped))
+    write_outputs(Path(out), rows, summary, [], Path(maps_path).stem)
+    return summary

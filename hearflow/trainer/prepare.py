@@ -1,0 +1,355 @@
+"""``hearflow prepare``: a folder of videos → a training cache an epoch reads fast.
+
+Per clip the cache holds the annotated (or middle) frame resized to the model size, its
+optical flow and the audio window, made by :mod:`hearflow.media.sample` from the
+:class:`PreprocessConfig` — so training and evaluation see exactly what the engine will
+compute. Layout of a cache folder::
+
+    cache.json      PreprocessConfig, source, layout, every clip's id/split/boxes/...
+    frames.npy      (N, S, S, 3) uint8          memory-mapped
+    flows.npy       (N, 2, S, S) float16        memory-mapped
+    audio.npy       (N, n) int16                audio windows (n at the highest rate)
+    done.jsonl      one line per finished clip: index, status, rate, samples, t, note/error
+    report.json     summary and the list of bad files with their errors
+
+Preparation runs in worker processes with a progress bar, survives bad files (they are
+listed in report.json and skipped), and resumes after an interruption: clips already in
+done.jsonl are not redone.
+
+Source layouts:
+- a folder of videos (``videos/*.mp4`` or videos directly inside) with an optional
+  VGG-SS style ``annotations.json`` / ``vggss.json`` (what ``hearflow synth`` writes;
+  VGGSound clips) and optional ``splits/<split>.txt``;
+- the Flickr-SoundNet test layout: ``frames/<id>.jpg`` + ``audio/<id>.wav|mp3`` +
+  ``Annotations/<id>.xml`` (one still frame, so the flow is zeros there).
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import os
+import signal
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from hearflow.errors import HearflowError
+from hearflow.media.annotations import read_flickr_xml, read_vggss
+from hearflow.media.preprocess import PreprocessConfig
+
+VIDEO_EXTS = (".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v")
+AUDIO_EXTS = (".wav", ".mp3", ".flac", ".ogg", ".m4a", ".aac")
+IMAGE_EXTS = (".jpg", ".jpeg", ".png")
+MAX_NATIVE_RATE = 48000  # audio windows at native rate are stored up to this rate
+CACHE_FORMAT = "hearflow-cache/1"
+
+
+class PrepareError(HearflowError):
+    """The source folder or the cache folder cannot be used."""
+
+
+@dataclass
+class Clip:
+    id: str
+    split: str = "train"
+    video: str | None = None
+    """Video file (absolute path) for video layouts."""
+    image: str | None = None
+    """Still frame for the Flickr layout."""
+    audio: str | None = None
+    """Separate audio file (Flickr layout)."""
+    t: float | None = None
+    """Annotated frame time in seconds; None = the middle of the video."""
+    boxes: list = field(default_factory=list)
+    """Ground-truth boxes: normalised [x1,y1,x2,y2] (vggss) or annotators' 256-px boxes (flickr)."""
+    box_format: str | None = None
+    """'vggss', 'flickr' or None (no ground truth)."""
+    info: dict = field(default_factory=dict)
+    """Anything else the annotation says (class, regime, negative kind, ...)."""
+
+
+# --------------------------------------------------------------------------- discovery
+def _read_splits(folder: Path) -> dict[str, str]:
+    splits = {}
+    for f in sorted((folder / "splits").glob("*.txt")) if (folder / "splits").is_dir() else []:
+        for line in f.read_text().split():
+            splits[line.strip()] = f.stem
+    return splits
+
+
+def discover(source, annotations=None) -> tuple[str, list[Clip]]:
+    """Find the clips of a dataset folder. Returns (layout name, clips sorted by id)."""
+    source = Path(source)
+    if not source.is_dir():
+        raise PrepareError(f"{source}: dataset folder not found")
+    splits = _read_splits(source)
+    if (source / "frames").is_dir() and (source / "audio").is_dir():
+        return "flickr", _discover_flickr(source, splits)
+    return "videos", _discover_videos(source, splits, annotations)
+
+
+def _discover_flickr(source: Path, splits: dict) -> list[Clip]:
+    audio = {p.stem: p for p in (source / "audio").iterdir() if p.suffix.lower() in AUDIO_EXTS}
+    clips = []
+    for img in sorted((source / "frames").iterdir()):
+        if img.suffix.lower() not in IMAGE_EXTS:
+            continue
+        cid = img.stem
+        xml = source / "Annotations" / f"{cid}.xml"
+        clip = Clip(cid, splits.get(cid, "test"), image=str(img), audio=str(audio[cid]) if cid in audio else None)
+        if xml.is_file():
+            clip.boxes, clip.box_format = read_flickr_xml(xml), "flickr"
+        clips.append(clip)
+    return clips
+
+
+def _discover_videos(source: Path, splits: dict, annotations) -> list[Clip]:
+    folder = source / "videos" if (source / "videos").is_dir() else source
+    videos = {p.stem: p for p in sorted(folder.iterdir()) if p.suffix.lower() in VIDEO_EXTS}
+    if not videos:
+        raise PrepareError(f"{source}: no videos found (looked for {', '.join(VIDEO_EXTS)} in {folder})")
+    if annotations is None:
+        for name in ("annotations.json", "vggss.json"):
+            if (source / name).is_file():
+                annotations = source / name
+                break
+    records = {}
+    if annotations is not None:
+        for rec in read_vggss(annotations):
+            records[Path(str(rec["file"])).stem] = rec
+    clips = []
+    for cid, path in videos.items():
+        rec = records.get(cid, {})
+        info = {k: v for k, v in rec.items() if k not in ("file", "bbox", "frame_time", "split")}
+        split = splits.get(cid) or rec.get("split") or "train"
+        boxes = rec.get("bbox", [])
+        clips.append(
+            Clip(cid, split, video=str(path), t=rec.get("frame_time"), boxes=boxes,
+                 box_format="vggss" if rec else None, info=info)
+        )
+    return clips
+
+
+# --------------------------------------------------------------------------- workers
+_WORKER = {}
+
+
+def _init_worker(cfg_dict: dict):
+    import cv2
+
+    from hearflow.media.flow import FlowEstimator
+
+    cv2.setNumThreads(1)  # the pool is the parallelism; OpenCV threads would oversubscribe
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
+    cfg = PreprocessConfig.from_dict(cfg_dict)
+    _WORKER.update(cfg=cfg, flow=FlowEstimator(cfg))
+
+
+def _process(job: tuple[int, dict]):
+    """Build one clip's arrays; errors are returned, never raised (one bad file must not stop the run)."""
+    from hearflow.media.sample import still_sample, video_sample
+
+    index, clip = job
+    cfg = _WORKER["cfg"]
+    try:
+        if clip["image"]:
+            if not clip["audio"]:
+                raise HearflowError(f"{clip['image']}: no audio file with the same name in audio/")
+            s = still_sample(clip["image"], clip["audio"], cfg)
+        else:
+            s = video_sample(clip["video"], clip["t"], cfg, _WORKER["flow"])
+    except HearflowError as exc:
+        return index, None, str(exc)
+    except Exception as exc:  # an unexpected decoder failure is still one bad file
+        return index, None, f"{clip['video'] or clip['image']}: {type(exc).__name__}: {exc}"
+    return index, s, ""
+
+
+# --------------------------------------------------------------------------- the cache
+def _open_arrays(out: Path, n: int, cfg: PreprocessConfig, mode: str) -> dict[str, np.ndarray]:
+    size = cfg.image_size
+    rate = MAX_NATIVE_RATE if cfg.sample_rate == "native" else int(cfg.sample_rate)
+    shapes = {
+        "frames": ((n, size, size, 3), np.uint8),
+        "flows": ((n, 2, size, size), np.float16),
+        "audio": ((n, cfg.window_samples(rate)), np.int16),
+    }
+    return {
+        name: np.lib.format.open_memmap(out / f"{name}.npy", mode=mode, dtype=dtype, shape=shape if mode == "w+" else None)
+        for name, (shape, dtype) in shapes.items()
+    }
+
+
+def _read_done(out: Path) -> dict[int, dict]:
+    done = {}
+    path = out / "done.jsonl"
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line cut by a crash: that clip is simply redone
+            done[rec["index"]] = rec
+    return done
+
+
+def prepare(
+    source,
+    out,
+    cfg: PreprocessConfig,
+    workers: int | None = None,
+    annotations=None,
+    progress: bool = True,
+) -> dict:
+    """Prepare (or finish preparing) the cache of ``source`` in ``out``; returns the report."""
+    out = Path(out)
+    layout, clips = discover(source, annotations)
+    meta_path = out / "cache.json"
+    meta = {
+        "format": CACHE_FORMAT,
+        "source": str(Path(source).resolve()),
+        "layout": layout,
+        "preprocess": cfg.to_dict(),
+        "clips": [asdict(c) for c in clips],
+    }
+    if meta_path.is_file():
+        old = json.loads(meta_path.read_text())
+        if old.get("preprocess") != meta["preprocess"]:
+            raise PrepareError(
+                f"{out}: this cache was prepared with a different PreprocessConfig; use another folder or delete it"
+            )
+        if [c["id"] for c in old["clips"]] != [c.id for c in clips]:
+            raise PrepareError(f"{out}: this cache was prepared from a different set of clips; use another folder")
+        arrays = _open_arrays(out, len(clips), cfg, "r+")
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        arrays = _open_arrays(out, len(clips), cfg, "w+")
+        (out / "done.jsonl").unlink(missing_ok=True)
+        tmp = out / "cache.json.tmp"
+        tmp.write_text(json.dumps(meta))
+        tmp.replace(meta_path)
+
+    done = _read_done(out)
+    todo = [(i, asdict(c)) for i, c in enumerate(clips) if i not in done]
+    workers = workers or os.cpu_count() or 1
+    started = time.time()
+    interrupted = False
+    if todo:
+        log_path = out / "done.jsonl"
+        if log_path.is_file() and log_path.stat().st_size and not log_path.read_bytes().endswith(b"\n"):
+            with open(log_path, "a") as f:  # a line cut by a crash must not swallow the next record
+                f.write("\n")
+        ctx = mp.get_context("spawn")  # fork after torch/OpenMP threads started can deadlock
+        with open(out / "done.jsonl", "a") as log, ctx.Pool(
+            min(workers, len(todo)), initializer=_init_worker, initargs=(cfg.to_dict(),)
+        ) as pool:
+            bar = tqdm(total=len(clips), initial=len(clips) - len(todo), desc="prepare", unit="clip",
+                       disable=not progress)
+            try:
+                for index, s, error in pool.imap_unordered(_process, todo, chunksize=2):
+                    rec = {"index": index, "id": clips[index].id}
+                    if s is None:
+                        rec.update(status="bad", error=error)
+                    else:
+                        arrays["frames"][index] = s.frame
+                        arrays["flows"][index] = s.flow
+                        n = len(s.audio)
+                        arrays["audio"][index, :n] = np.round(s.audio * 32767).astype(np.int16)
+                        rec.update(status="ok", rate=s.rate, samples=n, t=round(s.t, 6), fps=s.fps, note=s.flow_note)
+                    # arrays first, then the record: a crash in between only redoes this clip
+                    log.write(json.dumps(rec) + "\n")
+                    log.flush()
+                    done[index] = rec
+                    bar.update()
+                    if s is None:
+                        bar.write(f"skipped: {error}")
+            except KeyboardInterrupt:
+                interrupted = True
+                pool.terminate()
+            finally:
+                bar.close()
+                for a in arrays.values():
+                    a.flush()
+    report = _report(out, clips, done, layout, time.time() - started, interrupted)
+    if interrupted:
+        raise KeyboardInterrupt
+    return report
+
+
+def _report(out: Path, clips, done: dict, layout: str, seconds: float, interrupted: bool) -> dict:
+    bad = [done[i] for i in sorted(done) if done[i]["status"] == "bad"]
+    ok = [i for i in done if done[i]["status"] == "ok"]
+    notes = {}
+    for i in ok:
+        if done[i].get("note"):
+            notes[done[i]["note"]] = notes.get(done[i]["note"], 0) + 1
+    splits = {}
+    for i in ok:
+        splits[clips[i].split] = splits.get(clips[i].split, 0) + 1
+    report = {
+        "cache": str(out),
+        "layout": layout,
+        "clips": len(clips),
+        "prepared": len(ok),
+        "bad": len(bad),
+        "pending": len(clips) - len(done),
+        "splits": splits,
+        "seconds": round(seconds, 1),
+        "interrupted": interrupted,
+        "notes": notes,
+        "bad_files": [{"id": b["id"], "error": b["error"]} for b in bad],
+    }
+    (out / "report.json").write_text(json.dumps(report, indent=2))
+    return report
+
+
+def format_report(report: dict) -> str:
+    lines = [
+        f"cache {report['cache']} ({report['layout']} layout): {report['prepared']}/{report['clips']} clips prepared"
+        f", {report['bad']} bad, {report['pending']} pending, in {report['seconds']} s",
+        "splits: " + ", ".join(f"{k} {v}" for k, v in sorted(report["splits"].items())),
+    ]
+    for note, count in report["notes"].items():
+        lines.append(f"note: {count} clip(s): {note}")
+    for b in report["bad_files"][:20]:
+        lines.append(f"bad: {b['error']}")
+    if len(report["bad_files"]) > 20:
+        lines.append(f"... and {len(report['bad_files']) - 20} more bad files (see report.json)")
+    return "\n".join(lines)
+
+
+def default_cache_dir(source, cfg: PreprocessConfig) -> Path:
+    """Where a dataset's cache goes unless given: beside the data, keyed by the config."""
+    return Path(source) / ".hearflow-cache" / cfg.fingerprint()
+
+
+def is_cache(path) -> bool:
+    return (Path(path) / "cache.json").is_file()
+
+
+def ensure_cache(source, cfg: PreprocessConfig, cache=None, workers=None, progress=True) -> Path:
+    """A ready cache for ``source`` with preprocessing ``cfg`` (prepared or finished if needed)."""
+    if is_cache(source):
+        stored = json.loads((Path(source) / "cache.json").read_text())["preprocess"]
+        if stored != cfg.to_dict():
+            raise PrepareError(
+                f"{source}: this cache was prepared with a different PreprocessConfig than the model/config "
+                "asks for; point to the raw dataset folder instead so it can be prepared again"
+            )
+        cache = Path(source)
+        if len(_read_done(cache)) < len(json.loads((cache / "cache.json").read_text())["clips"]):
+            stored_source = json.loads((cache / "cache.json").read_text())["source"]
+            prepare(stored_source, cache, cfg, workers, progress=progress)
+        return cache
+    cache = Path(cache) if cache else default_cache_dir(source, cfg)
+    done = _read_done(cache) if is_cache(cache) else {}
+    n = len(json.loads((cache / "cache.json").read_text())["clips"]) if is_cache(cache) else -1
+    if len(done) != n:
+        report = prepare(source, cache, cfg, workers, progress=progress)
+        if progress:
+            print(format_report(report))
+    return cache

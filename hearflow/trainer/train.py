@@ -1,0 +1,315 @@
+"""``hearflow train CONFIG [overrides]``: self-supervised training, readable top to bottom.
+
+1. set up (distributed when launched by torchrun; seeds; run folder with config.yaml)
+2. data: prepare the cache if needed, split train / val (never the test split)
+3. model, optimizer, schedule; resume from the run folder's last checkpoint if asked
+4. per epoch: train, validate, write metrics (CSV, TensorBoard, curves.png), save
+   last/ (every epoch) and best/ (by the validation metric)
+
+A killed run loses at most the current epoch: ``--resume`` continues from last/ with the
+optimizer, schedule, epoch and random state, and gives the same weights an uninterrupted
+run would. Multi-GPU / multi-node: ``torchrun --nproc_per_node N -m hearflow.cli train ...``
+(NCCL on CUDA, gloo on CPU); rank 0 writes everything.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import random
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader, DistributedSampler, Subset
+from tqdm import tqdm
+
+from hearflow import config as config_io
+from hearflow.errors import HearflowError
+from hearflow.model import create_model
+from hearflow.model.checkpoint import load_checkpoint, save_checkpoint
+from hearflow.trainer.config import ExperimentConfig
+from hearflow.trainer.data import CacheIndex, ClipDataset
+from hearflow.trainer.losses import compute_loss
+from hearflow.trainer.prepare import ensure_cache
+
+STATE = "train_state.pt"
+METRICS_CSV = "metrics.csv"
+
+
+def _distributed() -> tuple[int, int, int]:
+    """(rank, world size, local rank); initialises the process group under torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return 0, 1, 0
+    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    if not dist.is_initialized():
+        dist.init_process_group(backend)
+    return dist.get_rank(), world, int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def _device(name: str, local_rank: int) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":
+        return torch.device("cuda", local_rank)
+    return torch.device(name)
+
+
+def split_indices(index: CacheIndex, cfg: ExperimentConfig) -> tuple[list[int], list[int]]:
+    """Training and validation clip indices. Validation is never the test split."""
+    train = index.indices(cfg.data.train_split)
+    val = index.indices(cfg.data.val_split)
+    if cfg.data.val_split == cfg.data.test_split:
+        raise HearflowError("data.val_split must differ from data.test_split: model selection never sees the test set")
+    if not val and cfg.data.val_fraction > 0:  # hold out a deterministic slice of train
+        rng = np.random.default_rng(12345)
+        order = rng.permutation(len(train))
+        n_val = max(1, int(round(cfg.data.val_fraction * len(train))))
+        val = sorted(train[i] for i in order[:n_val])
+        train = sorted(train[i] for i in order[n_val:])
+    if not train:
+        raise HearflowError(
+            f"{index.path}: no prepared clips in split '{cfg.data.train_split}' (splits: {index.splits()})"
+        )
+    return train, val
+
+
+def _lr_lambda(cfg: ExperimentConfig, steps_per_epoch: int):
+    total = max(1, cfg.train.epochs * steps_per_epoch)
+    warm = int(cfg.optim.warmup_epochs * steps_per_epoch)
+
+    def f(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        if cfg.optim.schedule == "cosine":
+            return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warm) / max(1, total - warm))))
+        return 1.0
+
+    return f
+
+
+def _batches(loader, device):
+    for b in loader:
+        yield {k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in b.items()}
+
+
+def _forward_loss(model, batch, cfg: ExperimentConfig, device: torch.device):
+    use_amp = cfg.train.amp and device.type == "cuda"
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+        out = model(batch["frame"], batch["flow"], batch["spec"])
+    # the loss divides cosines by small temperatures: compute it in float32
+    return compute_loss(out["visual"].float(), out["audio"].float(), cfg.loss), out
+
+
+@torch.no_grad()
+def validate(model, dataset: ClipDataset, cfg: ExperimentConfig, device: torch.device) -> dict:
+    """Validation loss and, when the clips have boxes, the localization metrics."""
+    from hearflow.trainer.evaluate import score_maps
+
+    model.eval()
+    loader = DataLoader(dataset, batch_size=cfg.train.batch_size, shuffle=False, num_workers=cfg.data.workers)
+    losses, maps = [], {}
+    for batch in _batches(loader, device):
+        loss, out = _forward_loss(model, batch, cfg, device)
+        if len(batch["index"]) > 1:  # a contrastive loss needs at least one negative
+            losses.append(float(loss) * len(batch["index"]))
+        for i, m in zip(batch["index"].tolist(), out["map"].float().cpu().numpy()):
+            maps[i] = m
+    model.train()
+    result = {"val_loss": sum(losses) / max(1, len(dataset))}
+    clips = dataset.index.clips
+    if any(clips[i]["boxes"] for i in maps):
+        summary = score_maps({i: maps[i] for i in maps if clips[i]["boxes"]}, clips)[1]
+        result.update({k: summary[k] for k in ("pointing", "ciou_adap@0.5", "ciou@0.5", "mean_ciou_adap")})
+    return result
+
+
+def _selection_value(metric: str, result: dict) -> float:
+    """Larger is better."""
+    if metric == "val_loss":
+        return -result["val_loss"]
+    return result.get(metric, float("-inf"))
+
+
+def _rng_state() -> dict:
+    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state()[1].tolist(), "python": random.getstate()[1]}
+
+
+def train(cfg: ExperimentConfig, resume: bool = False, progress: bool = True) -> Path:
+    """Train as ``cfg`` says; returns the run folder."""
+    # 1. set up ----------------------------------------------------------------------
+    rank, world, local_rank = _distributed()
+    device = _device(cfg.train.device, local_rank)
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    out = Path(cfg.train.out)
+    master = rank == 0
+    if master:
+        out.mkdir(parents=True, exist_ok=True)
+        if resume and (out / "config.yaml").is_file():
+            old = config_io.load(ExperimentConfig, out / "config.yaml")
+            if replace(old, train=replace(old.train, epochs=cfg.train.epochs)) != cfg:
+                raise HearflowError(f"{out}/config.yaml differs from this run's config: resume needs the same config")
+        config_io.save(cfg, out / "config.yaml")
+    torch.manual_seed(cfg.train.seed)
+    np.random.seed(cfg.train.seed)
+    random.seed(cfg.train.seed)
+
+    # 2. data --------------------------------------------------------------------------
+    if master:
+        cache = ensure_cache(cfg.data.path, cfg.preprocess, cfg.data.cache or None,
+                             cfg.data.prepare_workers or None, progress)
+    if world > 1:  # the others wait until rank 0 has prepared the cache
+        box = [str(cache) if master else None]
+        dist.broadcast_object_list(box, src=0)
+        cache = Path(box[0])
+    index = CacheIndex(cache)
+    train_idx, val_idx = split_indices(index, cfg)
+    train_set = ClipDataset(index, train_idx, augment=cfg.train.augment, crop_scale=cfg.train.crop_scale,
+                            seed=cfg.train.seed)
+    val_set = ClipDataset(index, val_idx) if val_idx else None
+    per_rank = cfg.train.batch_size // world
+    if per_rank < 2:
+        raise HearflowError(f"train.batch_size {cfg.train.batch_size} over {world} processes leaves < 2 per batch")
+    if len(train_set) < per_rank * world:
+        raise HearflowError(f"only {len(train_set)} training clips for a batch of {cfg.train.batch_size}: "
+                            "lower train.batch_size")
+    sampler = DistributedSampler(train_set, num_replicas=world, rank=rank, shuffle=True, seed=cfg.train.seed,
+                                 drop_last=True)
+    loader = DataLoader(train_set, batch_size=per_rank, sampler=sampler, drop_last=True,
+                        num_workers=cfg.data.workers, persistent_workers=False,
+                        pin_memory=device.type == "cuda")
+
+    # 3. model, optimizer, schedule, resume ---------------------------------------------
+    model = create_model(cfg.model).to(device)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt_cls = torch.optim.AdamW if cfg.optim.optimizer == "adamw" else torch.optim.Adam
+    optimizer = opt_cls(params, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(cfg, len(loader)))
+    start_epoch, best = 0, float("-inf")
+    select = cfg.train.select
+    if select == "auto":
+        has_boxes = val_set is not None and any(index.clips[i]["boxes"] for i in val_idx)
+        select = "ciou_adap@0.5" if has_boxes else "val_loss"
+    if resume:
+        if not (out / "last" / "model.safetensors").is_file() or not (out / STATE).is_file():
+            raise HearflowError(f"{out}: nothing to resume (no last/ checkpoint); run without --resume")
+        model.load_state_dict(load_checkpoint(out / "last").model.state_dict())
+        state = torch.load(out / STATE, map_location="cpu", weights_only=True)
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        start_epoch, best = state["epoch"] + 1, state["best"]
+        torch.set_rng_state(state["rng"]["torch"])
+        if master:
+            print(f"resuming {out} at epoch {start_epoch + 1}/{cfg.train.epochs}")
+    if world > 1:
+        model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[local_rank] if device.type == "cuda" else None)
+    core = model.module if world > 1 else model
+
+    writer = None
+    if master:
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(str(out / "tb"), purge_step=start_epoch)
+        print(f"training on {device} ({world} process{'es' if world > 1 else ''}): {len(train_set)} train / "
+              f"{len(val_idx)} val clips, batch {cfg.train.batch_size}, {cfg.train.epochs} epochs, "
+              f"selecting best by {select}; run folder {out}")
+
+    # 4. epochs --------------------------------------------------------------------------
+    model.train()
+    for epoch in range(start_epoch, cfg.train.epochs):
+        t0 = time.time()
+        sampler.set_epoch(epoch)
+        train_set.set_epoch(epoch)
+        total, count = 0.0, 0
+        bar = tqdm(_batches(loader, device), total=len(loader), desc=f"epoch {epoch + 1}/{cfg.train.epochs}",
+                   unit="batch", disable=not (master and progress), leave=False)
+        for batch in bar:
+            loss, _ = _forward_loss(model, batch, cfg, device)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            total, count = total + loss.item(), count + 1
+            bar.set_postfix(loss=f"{total / count:.4f}")
+        row = {"epoch": epoch + 1, "train_loss": total / max(1, count), "lr": scheduler.get_last_lr()[0]}
+        if master:
+            if val_set is not None:
+                row.update(validate(core, val_set, cfg, device))
+            row["seconds"] = round(time.time() - t0, 1)
+            improved = val_set is None or _selection_value(select, row) > best
+            if improved:
+                best = _selection_value(select, row) if val_set is not None else best
+            _save(out, core, cfg, epoch, row, optimizer, scheduler, best, improved)
+            _log(out, writer, row)
+            print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items())
+                  + ("  *best*" if improved else ""))
+        if world > 1:
+            dist.barrier()
+    if writer is not None:
+        writer.close()
+    if world > 1:
+        dist.destroy_process_group()
+    return out
+
+
+def _save(out: Path, model, cfg, epoch: int, row: dict, optimizer, scheduler, best: float, improved: bool):
+    """last/ every epoch (with the resumable state), best/ when the validation metric improved."""
+    extra = {"epoch": epoch + 1, "metrics": row, "run": str(out)}
+    save_checkpoint(out / "last", model, cfg.preprocess, **extra)
+    state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "epoch": epoch,
+             "best": best, "rng": {"torch": torch.get_rng_state()}}
+    torch.save(state, out / (STATE + ".tmp"))
+    (out / (STATE + ".tmp")).replace(out / STATE)
+    if improved:
+        save_checkpoint(out / "best", model, cfg.preprocess, **extra)
+
+
+def _log(out: Path, writer, row: dict) -> None:
+    path = out / METRICS_CSV
+    rows = []
+    if path.is_file():
+        with open(path) as f:
+            rows = [r for r in csv.DictReader(f) if int(r["epoch"]) < row["epoch"]]  # resume rewrites the tail
+    rows.append(row)
+    keys = list(dict.fromkeys(k for r in rows for k in r))
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=keys)
+        w.writeheader()
+        w.writerows(rows)
+    for k, v in row.items():
+        if k != "epoch" and isinstance(v, (int, float)):
+            writer.add_scalar(k, v, row["epoch"])
+    writer.flush()
+    _plot_curves(out, rows)
+
+
+def _plot_curves(out: Path, rows: list[dict]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [int(r["epoch"]) for r in rows]
+    metrics = [k for k in ("pointing", "ciou_adap@0.5", "ciou@0.5") if any(k in r and r[k] != "" for r in rows)]
+    fig, axes = plt.subplots(1, 2 if metrics else 1, figsize=(10 if metrics else 5, 3.5), squeeze=False)
+    ax = axes[0][0]
+    for k in ("train_loss", "val_loss"):
+        vals = [float(r[k]) for r in rows if r.get(k) not in (None, "")]
+        if vals:
+            ax.plot(epochs[: len(vals)], vals, marker="o", label=k)
+    ax.set_xlabel("epoch"), ax.set_title("loss"), ax.legend()
+    if metrics:
+        ax = axes[0][1]
+        for k in metrics:
+            ax.plot(epochs, [float(r[k]) if r.get(k) not in (None, "") else float("nan") for r in rows],
+                    marker="o", label=k)
+        ax.set_ylim(0, 1), ax.set_xlabel("epoch"), ax.set_title("validation"), ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "curves.png", dpi=80)
+    plt.close(fig)

@@ -28,13 +28,17 @@ class AVWriter:
     """Stream video frames (RGB uint8) and audio blocks (float32) into one file.
 
     path: output file; the container comes from its extension.
-    fps: video frame rate (frames are numbered consecutively: frame i is at i/fps s).
+    fps: video frame rate (frames are numbered consecutively: frame i is at i/fps s),
+        or the nominal rate when frames carry explicit times (``write_frame(rgb, t)``).
     size: (width, height) of the frames; None for an audio-only file.
     sample_rate: audio rate; None for a video-only file.
     channels: audio channels (1 = mono, 2 = stereo, 6 = 5.1).
     video_codec / audio_codec: ffmpeg encoder names; default by container.
     video_options: encoder options (for libx264: preset, crf, ...).
     threads: encoder threads; 1 keeps the output byte-identical across runs.
+    video_time_base: time unit of the video timestamps; None = 1/fps (constant frame
+        rate). Give a fine one (e.g. Fraction(1, 90000)) when frames are written with
+        explicit times that are not on the 1/fps grid (variable frame rate).
     """
 
     def __init__(
@@ -49,6 +53,7 @@ class AVWriter:
         video_options: dict | None = None,
         audio_bit_rate: int | None = None,
         threads: int = 1,
+        video_time_base: Fraction | None = None,
     ):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -57,6 +62,7 @@ class AVWriter:
         self.video = None
         self.audio = None
         self._vframes = 0
+        self._last_vpts = None
         self._asamples = 0
         if size is not None:
             codec = video_codec or default_v
@@ -67,6 +73,11 @@ class AVWriter:
             opts = {"preset": "veryfast", "crf": "18"} if codec == "libx264" else {}
             opts.update(video_options or {})
             self.video.options = {k: str(v) for k, v in opts.items()}
+            self._vtb = Fraction(1, 1) / self.video.codec_context.framerate
+            if video_time_base is not None:
+                self._vtb = Fraction(video_time_base)
+                self.video.codec_context.time_base = self._vtb
+                self.video.time_base = self._vtb
         if sample_rate is not None:
             codec = audio_codec or default_a
             self.audio = self.container.add_stream(codec, rate=int(sample_rate))
@@ -76,11 +87,23 @@ class AVWriter:
             self._audio_format = self.audio.format.name
             self._channels = channels
 
-    def write_frame(self, rgb: np.ndarray) -> None:
-        """Append one RGB uint8 frame of the configured size."""
+    def write_frame(self, rgb: np.ndarray, t: float | None = None) -> None:
+        """Append one RGB uint8 frame of the configured size.
+
+        t: presentation time in seconds; None = the next slot of the constant frame rate
+            (frame i at i/fps). Times are rounded to the video time base, and a time at
+            or before the previous frame's is moved one tick after it (encoders need
+            strictly increasing timestamps).
+        """
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
-        frame.pts = self._vframes
-        frame.time_base = Fraction(1, 1) / self.video.codec_context.framerate
+        if t is None:
+            pts = round(Fraction(self._vframes) / self.video.codec_context.framerate / self._vtb)
+        else:
+            pts = round(Fraction(t).limit_denominator(1_000_000_000) / self._vtb)
+        if self._last_vpts is not None and pts <= self._last_vpts:
+            pts = self._last_vpts + 1
+        frame.pts = self._last_vpts = pts
+        frame.time_base = self._vtb
         self._vframes += 1
         self.container.mux(self.video.encode(frame))
 

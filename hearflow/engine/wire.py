@@ -1,0 +1,384 @@
+"""The ZeroMQ wire format: encoding, the PUB sink and the reference subscriber.
+
+Every message is three frames ``[topic, header, payload]`` (docs/wire_format.md):
+
+- topic ``hearflow.heatmap``: header JSON (utf-8) shaped like ROS ``sensor_msgs/Image``
+  plus hearflow's fields; payload the raw m×n similarity map, little-endian float32,
+  row-major.
+- topic ``hearflow.overlay`` (optional): same header with ``encoding: "jpeg"``; payload
+  the JPEG of the frame with the heatmap blended in.
+
+:class:`ZmqSink` publishes on a PUB socket bound to ``tcp://127.0.0.1:5555`` by default
+(loopback only). It never waits for subscribers: a tiny send high-water mark and
+non-blocking sends mean a slow or stalled subscriber just misses messages (it sees a gap
+in ``seq``). :func:`listen` is the reference subscriber (``hearflow listen``,
+``python -m hearflow.engine.wire``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+import zmq
+
+from hearflow.engine.sinks import Sink, StreamInfo, finite
+from hearflow.errors import HearflowError
+
+HEATMAP_TOPIC = "hearflow.heatmap"
+OVERLAY_TOPIC = "hearflow.overlay"
+HEATMAP_SCHEMA = "hearflow.heatmap/1"
+OVERLAY_SCHEMA = "hearflow.overlay/1"
+DEFAULT_ENDPOINT = "tcp://127.0.0.1:5555"
+_LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]", "::1")
+
+
+class WireError(HearflowError):
+    """A message that does not follow the wire format."""
+
+
+def normalize_endpoint(endpoint: str) -> str:
+    """A ZeroMQ endpoint; a bare port number means that port on the loopback."""
+    endpoint = str(endpoint).strip()
+    if endpoint.isdigit():
+        return f"tcp://127.0.0.1:{int(endpoint)}"
+    if "://" not in endpoint:
+        raise ValueError(f"not a ZeroMQ endpoint: {endpoint!r} (e.g. tcp://127.0.0.1:5555, ipc:///tmp/hf, or a port)")
+    return endpoint
+
+
+def is_loopback(endpoint: str) -> bool:
+    """True when only this machine can reach the endpoint."""
+    scheme, _, rest = endpoint.partition("://")
+    if scheme in ("ipc", "inproc"):
+        return True
+    host = rest.rsplit(":", 1)[0]
+    return host in _LOOPBACK_HOSTS or host.startswith("127.")
+
+
+# --------------------------------------------------------------------------- encoding
+def stamp(t_wall: float) -> dict:
+    """ROS-style {sec, nanosec} of a UNIX time in seconds."""
+    ns = int(round(t_wall * 1e9))
+    return {"sec": ns // 1_000_000_000, "nanosec": ns % 1_000_000_000}
+
+
+def encode_message(
+    result,
+    *,
+    frame_id: str = "camera",
+    jpeg: bytes | None = None,
+    jpeg_size: tuple[int, int] | None = None,
+    t_publish: float | None = None,
+    wall_offset: float | None = None,
+    model: str = "",
+) -> list[bytes]:
+    """Encode a Result as ``[topic, header, payload]``.
+
+    result: hearflow.engine.packets.Result.
+    frame_id: ROS frame_id of the camera.
+    jpeg: when given, an overlay message carrying these JPEG bytes instead of the map.
+    jpeg_size: (width, height) of that JPEG (default: the result's frame_size).
+    t_publish: engine-clock (time.monotonic) time of publishing, for latency_ms; now if None.
+    wall_offset: time.time() − time.monotonic(), to turn engine-clock times into
+        wall-clock ones; measured now if None.
+    model: model name for the header (empty = left out).
+    """
+    if t_publish is None:
+        t_publish = time.monotonic()
+    if wall_offset is None:
+        wall_offset = time.time() - time.monotonic()
+    heat = np.asarray(result.map)
+    w, h = int(result.frame_size[0]), int(result.frame_size[1])
+    header = {
+        "schema": HEATMAP_SCHEMA if jpeg is None else OVERLAY_SCHEMA,
+        "stamp": stamp(result.t_capture + wall_offset),
+        "frame_id": frame_id,
+        "seq": int(result.seq),
+        "capture_seq": int(result.capture_seq),
+    }
+    if jpeg is None:
+        m, n = heat.shape
+        header.update(height=int(m), width=int(n), encoding="32FC1", is_bigendian=0, step=4 * int(n))
+        payload = np.ascontiguousarray(heat, dtype="<f4").tobytes()
+    else:
+        jw, jh = jpeg_size or (w, h)
+        header.update(height=int(jh), width=int(jw), encoding="jpeg", is_bigendian=0, step=0)
+        payload = bytes(jpeg)
+    header.update(
+        peak={"x": finite(result.peak[0]), "y": finite(result.peak[1]), "value": finite(result.peak_value)},
+        confidence=finite(result.confidence),
+        audio_rms_db=finite(result.audio_rms_db),
+        warming_up=bool(result.warming_up),
+        latency_ms=round((t_publish - result.t_capture) * 1000.0, 3),
+        frame_size=[w, h],
+        map_shape=[int(s) for s in heat.shape],
+        t_capture=finite(result.t_capture),
+        t_media=finite(result.t_media),
+    )
+    if model:
+        header["model"] = model
+    topic = HEATMAP_TOPIC if jpeg is None else OVERLAY_TOPIC
+    return [topic.encode(), json.dumps(header, allow_nan=False).encode("utf-8"), payload]
+
+
+def decode_message(parts: list) -> tuple[str, dict, np.ndarray | bytes]:
+    """``[topic, header, payload]`` → (topic, header dict, map array or JPEG bytes).
+
+    The map is an m×n float32 array (native byte order, read-only view of the payload).
+    Raises WireError on a malformed message.
+    """
+    if len(parts) != 3:
+        raise WireError(f"expected 3 frames [topic, header, payload], got {len(parts)}")
+    topic_b, header_b, payload = (bytes(p) if not isinstance(p, bytes) else p for p in parts)
+    try:
+        topic = topic_b.decode("utf-8")
+        header = json.loads(header_b.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise WireError(f"bad header: {exc}") from None
+    if not isinstance(header, dict) or not str(header.get("schema", "")).startswith("hearflow."):
+        raise WireError("header is not a hearflow header (no 'schema')")
+    enc = header.get("encoding")
+    if enc == "jpeg":
+        return topic, header, payload
+    if enc != "32FC1":
+        raise WireError(f"unknown encoding {enc!r}")
+    try:
+        h, w, step = int(header["height"]), int(header["width"]), int(header["step"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise WireError(f"bad image fields: {exc}") from None
+    if step != 4 * w or len(payload) != h * step:
+        raise WireError(f"payload is {len(payload)} bytes; {h}×{w} float32 with step {step} needs {h * step}")
+    dtype = ">f4" if header.get("is_bigendian") else "<f4"
+    heat = np.frombuffer(payload, dtype=dtype).reshape(h, w).astype(np.float32, copy=False)
+    return topic, header, heat
+
+
+def encode_jpeg(bgr: np.ndarray, quality: int = 80) -> bytes:
+    """JPEG bytes of a BGR uint8 image."""
+    import cv2
+
+    ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    if not ok:
+        raise ValueError("JPEG encoding failed")
+    return buf.tobytes()
+
+
+# --------------------------------------------------------------------------- publisher
+class ZmqSink(Sink):
+    """Publish each result on a ZeroMQ PUB socket (the robot-facing stream).
+
+    endpoint: where to bind; default tcp://127.0.0.1:5555 (this machine only). Binding
+        to another interface (tcp://*:5555, tcp://192.168.1.10:5555) must be asked for
+        explicitly and is logged: the stream has no authentication. A port of ``*``
+        (tcp://127.0.0.1:*) picks a free one; ``endpoint`` then holds the real one.
+    frame_id: ROS-style frame_id in every header.
+    overlay: also publish the blended frame as JPEG on topic hearflow.overlay.
+    jpeg_quality: quality of those JPEGs (1..100).
+    alpha: heatmap blend weight of the overlay image.
+    sndhwm: messages queued per subscriber before ZeroMQ drops for it; small, so a
+        stalled subscriber costs no memory and never blocks the engine.
+    linger_ms: how long close() may spend sending what is still queued.
+    """
+
+    wants_audio = False
+
+    def __init__(
+        self,
+        endpoint: str = DEFAULT_ENDPOINT,
+        frame_id: str = "camera",
+        overlay: bool = False,
+        jpeg_quality: int = 80,
+        alpha: float = 0.45,
+        sndhwm: int = 2,
+        linger_ms: int = 200,
+    ):
+        self.endpoint = normalize_endpoint(endpoint)
+        self.name = f"zmq:{self.endpoint}"
+        self.frame_id = frame_id
+        self.overlay = overlay
+        self.wants_frames = overlay
+        self.jpeg_quality = jpeg_quality
+        self.alpha = alpha
+        self.sndhwm = sndhwm
+        self.linger_ms = linger_ms
+        self.sent = 0
+        """Messages handed to ZeroMQ."""
+        self.dropped = 0
+        """Messages ZeroMQ refused at once (zmq.Again). A PUB socket drops for a slow
+        subscriber silently instead; subscribers see those as gaps in seq."""
+        self._ctx = None
+        self._sock = None
+        self._model = ""
+
+    def open(self, info: StreamInfo) -> None:
+        # a context of its own: closing it never waits on anybody else's sockets
+        self._ctx = zmq.Context()
+        sock = self._ctx.socket(zmq.PUB)
+        sock.setsockopt(zmq.SNDHWM, self.sndhwm)
+        sock.setsockopt(zmq.LINGER, self.linger_ms)
+        try:
+            sock.bind(self.endpoint)
+        except zmq.ZMQError as exc:
+            sock.close(linger=0)
+            self._ctx.term()
+            self._ctx = None
+            raise HearflowError(f"{self.name}: cannot bind: {exc}") from None
+        self._sock = sock
+        self.endpoint = sock.getsockopt_string(zmq.LAST_ENDPOINT) or self.endpoint
+        self.name = f"zmq:{self.endpoint}"  # the real port when '*' picked one
+        self._model = info.model or ""
+        if not is_loopback(self.endpoint):
+            info.log(f"zmq: publishing on {self.endpoint}: other machines can subscribe (no authentication)")
+
+    def write(self, result) -> None:
+        wall_offset = time.time() - time.monotonic()
+        self._send(encode_message(result, frame_id=self.frame_id, wall_offset=wall_offset, model=self._model))
+        if self.overlay and result.rgb is not None:
+            import cv2
+
+            from hearflow.engine import draw
+
+            bgr = cv2.cvtColor(result.rgb, cv2.COLOR_RGB2BGR)
+            img = draw.overlay(bgr, result.map, result.peak, (), self.alpha, result.confidence, order="bgr")
+            jpeg = encode_jpeg(img, self.jpeg_quality)
+            self._send(encode_message(result, frame_id=self.frame_id, jpeg=jpeg, jpeg_size=(img.shape[1], img.shape[0]),
+                                      wall_offset=wall_offset, model=self._model))
+
+    def _send(self, parts: list[bytes]) -> None:
+        try:
+            self._sock.send_multipart(parts, flags=zmq.NOBLOCK)
+            self.sent += 1
+        except zmq.Again:
+            self.dropped += 1
+
+    def close(self) -> None:
+        if self._sock is not None:
+            self._sock.close(linger=self.linger_ms)
+            self._sock = None
+        if self._ctx is not None:
+            self._ctx.term()
+            self._ctx = None
+
+
+# --------------------------------------------------------------------------- subscriber
+def format_line(topic: str, header: dict, payload) -> str:
+    """One line describing a message (what ``hearflow listen`` prints)."""
+    st = header.get("stamp") or {}
+    peak = header.get("peak") or {}
+
+    def num(v, fmt):
+        return "nan" if v is None else format(v, fmt)
+
+    what = (f"map {header.get('height')}x{header.get('width')}" if header.get("encoding") == "32FC1"
+            else f"jpeg {header.get('width')}x{header.get('height')} {len(payload)} B")
+    line = (f"{topic} seq {header.get('seq')} stamp {st.get('sec', 0)}.{st.get('nanosec', 0):09d} "
+            f"peak ({num(peak.get('x'), '.3f')}, {num(peak.get('y'), '.3f')}) {num(peak.get('value'), '+.3f')} "
+            f"conf {num(header.get('confidence'), '.2f')} latency {num(header.get('latency_ms'), '.1f')} ms {what}")
+    if header.get("warming_up"):
+        line += " warming-up"
+    return line
+
+
+def listen(
+    endpoint: str = DEFAULT_ENDPOINT,
+    count: int | None = None,
+    save_dir=None,
+    topics: Iterable[str] = (HEATMAP_TOPIC,),
+    timeout: float | None = None,
+    out: Callable[[str], None] = print,
+    newest_only: bool = False,
+) -> int:
+    """Subscribe to a hearflow stream, print one line per message; return how many came.
+
+    endpoint: the publisher's endpoint (connected to, not bound).
+    count: stop after this many messages (None = until timeout or Ctrl-C).
+    save_dir: also save each map as ``<seq>.npy``, each overlay as ``<seq>.jpg`` and every
+        header as one line of ``headers.jsonl`` there.
+    topics: topics to subscribe to (hearflow.heatmap, hearflow.overlay).
+    timeout: give up after this many seconds in all (None = no limit).
+    out: where lines go (gaps in seq are reported as their own line).
+    newest_only: keep only the newest message when several are waiting (a slow reader
+        skips ahead instead of falling behind).
+    """
+    save = Path(save_dir) if save_dir is not None else None
+    headers_file = None
+    if save is not None:
+        save.mkdir(parents=True, exist_ok=True)
+        headers_file = open(save / "headers.jsonl", "a", encoding="utf-8")
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.SUB)
+    sock.setsockopt(zmq.LINGER, 0)
+    if newest_only:
+        sock.setsockopt(zmq.RCVHWM, 2)
+    for t in topics:
+        sock.setsockopt(zmq.SUBSCRIBE, t.encode())
+    sock.connect(normalize_endpoint(endpoint))
+    deadline = None if timeout is None else time.monotonic() + timeout
+    received = 0
+    last_seq: dict[str, int] = {}
+    try:
+        while count is None or received < count:
+            wait = 0.1 if deadline is None else min(0.1, deadline - time.monotonic())
+            if wait <= 0:
+                break
+            if not sock.poll(int(math.ceil(wait * 1000))):  # short polls keep Ctrl-C responsive
+                continue
+            parts = sock.recv_multipart()
+            while newest_only:
+                try:
+                    parts = sock.recv_multipart(zmq.NOBLOCK)
+                except zmq.Again:
+                    break
+            try:
+                topic, header, payload = decode_message(parts)
+            except WireError as exc:
+                out(f"bad message: {exc}")
+                continue
+            seq = int(header.get("seq", -1))
+            if topic in last_seq and seq > last_seq[topic] + 1:
+                out(f"{topic} gap: {seq - last_seq[topic] - 1} message(s) missed")
+            last_seq[topic] = seq
+            out(format_line(topic, header, payload))
+            if save is not None:
+                if isinstance(payload, np.ndarray):
+                    np.save(save / f"{seq:08d}.npy", payload)
+                else:
+                    (save / f"{seq:08d}.jpg").write_bytes(payload)
+                headers_file.write(json.dumps({"topic": topic, **header}) + "\n")
+                headers_file.flush()
+            received += 1
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sock.close(linger=0)
+        ctx.term()
+        if headers_file is not None:
+            headers_file.close()
+    return received
+
+
+def main(argv=None) -> int:
+    """``python -m hearflow.engine.wire [ENDPOINT] ...``: the reference subscriber."""
+    p = argparse.ArgumentParser(prog="python -m hearflow.engine.wire", description=listen.__doc__.splitlines()[0])
+    p.add_argument("endpoint", nargs="?", default=DEFAULT_ENDPOINT, help=f"publisher endpoint (default {DEFAULT_ENDPOINT})")
+    p.add_argument("--count", type=int, default=None, help="stop after N messages")
+    p.add_argument("--save", default=None, help="folder for <seq>.npy maps, <seq>.jpg overlays and headers.jsonl")
+    p.add_argument("--overlay", action="store_true", help="also subscribe to the JPEG overlay topic")
+    p.add_argument("--timeout", type=float, default=None, help="give up after this many seconds")
+    p.add_argument("--newest", action="store_true", help="skip to the newest message when behind")
+    args = p.parse_args(argv)
+    topics = (HEATMAP_TOPIC, OVERLAY_TOPIC) if args.overlay else (HEATMAP_TOPIC,)
+    n = listen(args.endpoint, count=args.count, save_dir=args.save, topics=topics, timeout=args.timeout,
+               out=lambda line: print(line, flush=True), newest_only=args.newest)
+    return 0 if args.count is None or n >= args.count else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -7,10 +7,14 @@
 Inputs and outputs are numpy float32 arrays, so the evaluator and the engine do not care
 which runtime is underneath. ``backend.preprocess`` is the PreprocessConfig the model was
 trained with: callers build inputs from it with :mod:`hearflow.media`.
+
+Runtimes: ``torch`` (PyTorch eager, from a checkpoint), ``onnxruntime`` and ``tensorrt``
+(from an export folder written by ``hearflow export``; see :mod:`hearflow.export`).
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +32,7 @@ class Backend:
     uses_flow: bool
     source: str = ""
     """What was loaded (path), for messages and summaries."""
+    device: str = "cpu"
 
     def embed_audio(self, spectrograms: np.ndarray) -> np.ndarray:
         raise NotImplementedError
@@ -36,7 +41,15 @@ class Backend:
         raise NotImplementedError
 
     def describe(self) -> str:
-        return f"{self.name} backend, model {self.source}"
+        return f"{self.name} backend ({self.device}), model {self.source}"
+
+
+class GPUUnavailable(HearflowError):
+    """A CUDA device was asked for (or is needed, TensorRT) but none is usable."""
+
+
+def _f32(x: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(x, dtype=np.float32)
 
 
 class TorchBackend(Backend):
@@ -58,6 +71,8 @@ class TorchBackend(Backend):
             torch.set_num_threads(threads)
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise GPUUnavailable("device 'cuda' asked for, but PyTorch sees no CUDA GPU (use --device cpu)")
         self.torch = torch
         self.device = torch.device(device)
         ck = load_checkpoint(path, device=self.device)
@@ -68,7 +83,7 @@ class TorchBackend(Backend):
         self.source = str(path)
 
     def _t(self, x: np.ndarray):
-        return self.torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(self.device)
+        return self.torch.from_numpy(_f32(x)).to(self.device)
 
     def embed_audio(self, spectrograms: np.ndarray) -> np.ndarray:
         with self.torch.inference_mode():
@@ -81,11 +96,163 @@ class TorchBackend(Backend):
             return maps.float().cpu().numpy()
 
 
-BACKENDS = {"torch": TorchBackend}
+def physical_cores() -> int:
+    """Physical CPU cores available to this process (hyperthreads do not help convolutions).
+
+    Linux: distinct (package, core) pairs among the CPUs in our affinity mask, read from
+    sysfs; elsewhere, or when that fails, the logical CPU count.
+    """
+    try:
+        cpus = sorted(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+    cores = set()
+    for cpu in cpus:
+        topo = Path(f"/sys/devices/system/cpu/cpu{cpu}/topology")
+        try:
+            cores.add(((topo / "physical_package_id").read_text().strip(), (topo / "core_id").read_text().strip()))
+        except OSError:
+            return len(cpus) or 1
+    return len(cores) or 1
+
+
+class OnnxRuntimeBackend(Backend):
+    """ONNX Runtime on an export folder: one InferenceSession per graph, made once.
+
+    path: export folder (manifest.json + audio.onnx + visual.onnx).
+    device: 'auto' (CUDA when onnxruntime has its CUDA provider and a GPU, else CPU),
+        'cpu' or 'cuda'.
+    threads: intra-op threads on CPU; 0 = the number of physical cores. One inter-op
+        thread and sequential execution: these graphs are chains of convolutions, so
+        parallelism is inside each op, and more threads than cores only contend.
+    verify: check the graph files against the manifest's sha256 first (a clear error for a
+        damaged export instead of an obscure one from the runtime).
+    """
+
+    name = "onnxruntime"
+
+    def __init__(self, path, device: str = "auto", threads: int = 0, verify: bool = True):
+        import onnxruntime as ort
+
+        from hearflow.export.manifest import GRAPHS, ExportError, read_manifest
+
+        self.manifest = read_manifest(path)
+        self.manifest.check_files(verify_hash=verify)
+        self.preprocess = self.manifest.preprocess
+        self.model_config = self.manifest.model_config
+        self.uses_flow = self.manifest.uses_flow
+        self.source = str(path)
+
+        available = ort.get_available_providers()
+        has_cuda = "CUDAExecutionProvider" in available
+        if device == "auto":
+            device = "cuda" if has_cuda and _cuda_device_present() else "cpu"
+        if device.startswith("cuda") and not has_cuda:
+            raise GPUUnavailable(
+                "device 'cuda' asked for, but this onnxruntime has no CUDA provider "
+                "(install onnxruntime-gpu, or use --device cpu)"
+            )
+        if device != "cpu" and not device.startswith("cuda"):
+            raise HearflowError(f"unknown device {device!r} for onnxruntime (cpu, cuda or auto)")
+        self.device = device
+        self.threads = threads or physical_cores()
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = self.threads
+        opts.inter_op_num_threads = 1
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.log_severity_level = 3  # errors only: shape-inference notes are not for users
+        if device.startswith("cuda"):
+            index = int(device.split(":")[1]) if ":" in device else 0
+            providers = [("CUDAExecutionProvider", {"device_id": index}), "CPUExecutionProvider"]
+        else:
+            providers = ["CPUExecutionProvider"]
+        self.sessions = {}
+        for graph in GRAPHS:
+            file = self.manifest.graph_path(graph)
+            try:
+                self.sessions[graph] = ort.InferenceSession(str(file), opts, providers=providers)
+            except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph/... types
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise ExportError(f"{file}: onnxruntime cannot load this graph ({first})") from None
+        self._visual_inputs = self.manifest.input_names("visual")
+
+    def embed_audio(self, spectrograms: np.ndarray) -> np.ndarray:
+        return self.sessions["audio"].run(None, {"spectrogram": _f32(spectrograms)})[0]
+
+    def localize(self, frames: np.ndarray, flows: np.ndarray | None, audio_embeddings: np.ndarray) -> np.ndarray:
+        feed = {"frame": _f32(frames), "audio_embedding": _f32(audio_embeddings)}
+        if "flow" in self._visual_inputs:
+            if flows is None:
+                raise HearflowError("this model uses optical flow: pass flows")
+            feed["flow"] = _f32(flows)
+        return self.sessions["visual"].run(None, feed)[0]
+
+
+def _cuda_device_present() -> bool:
+    """Whether a CUDA GPU is visible (through torch, which hearflow always has)."""
+    try:
+        import torch
+
+        return torch.cuda.is_available()
+    except ImportError:
+        return False
+
+
+class TensorRTBackend(Backend):
+    """TensorRT engines built from an export folder's ONNX graphs (NVIDIA GPU only).
+
+    path: export folder. Engines are (re)built there when missing or stale (another
+        ONNX file, GPU, TensorRT version or precision), which takes minutes once.
+    device: 'cuda', 'cuda:N' or 'auto'.
+    threads: unused (GPU); accepted for the common signature.
+    fp16: build FP16 engines; None = what the export asked for (``--fp16``), else FP32.
+    Inputs and outputs stay numpy float32; the engines run on torch CUDA tensors.
+    """
+
+    name = "tensorrt"
+
+    def __init__(self, path, device: str = "cuda", threads: int = 0, fp16: bool | None = None):
+        from hearflow.export import tensorrt as trt_export
+        from hearflow.export.manifest import read_manifest
+
+        self.manifest = read_manifest(path)
+        self.manifest.check_files(verify_hash=False)  # the engine keys hash the files anyway
+        self.preprocess = self.manifest.preprocess
+        self.model_config = self.manifest.model_config
+        self.uses_flow = self.manifest.uses_flow
+        self.source = str(path)
+        if device == "auto":
+            device = "cuda"
+        if not device.startswith("cuda"):
+            raise HearflowError(f"the tensorrt backend runs on an NVIDIA GPU: device must be cuda, not {device!r}")
+        self.device = device
+        self.runner = trt_export.EngineSet(self.manifest, device=device, fp16=fp16)
+        self._visual_inputs = self.manifest.input_names("visual")
+
+    def embed_audio(self, spectrograms: np.ndarray) -> np.ndarray:
+        return self.runner.run("audio", {"spectrogram": _f32(spectrograms)})
+
+    def localize(self, frames: np.ndarray, flows: np.ndarray | None, audio_embeddings: np.ndarray) -> np.ndarray:
+        feed = {"frame": _f32(frames), "audio_embedding": _f32(audio_embeddings)}
+        if "flow" in self._visual_inputs:
+            if flows is None:
+                raise HearflowError("this model uses optical flow: pass flows")
+            feed["flow"] = _f32(flows)
+        return self.runner.run("visual", feed)
+
+
+BACKENDS = {"torch": TorchBackend, "onnxruntime": OnnxRuntimeBackend, "tensorrt": TensorRTBackend}
 
 
 def is_export_dir(path) -> bool:
     return (Path(path) / "manifest.json").is_file()
+
+
+def _looks_like_export(path: Path) -> bool:
+    """An export folder that lost its manifest still has its .onnx files."""
+    return path.is_dir() and any(path.glob("*.onnx"))
 
 
 def load_backend(path, backend: str | None = None, device: str = "auto", threads: int = 0) -> Backend:
@@ -94,19 +261,25 @@ def load_backend(path, backend: str | None = None, device: str = "auto", threads
     path: a checkpoint folder (or model.safetensors) or an export folder (manifest.json).
     backend: 'torch', 'onnxruntime' or 'tensorrt'; None = torch for a checkpoint, the
         manifest's default for an export folder.
+    device: 'auto', 'cpu', 'cuda' or 'cuda:N' (TensorRT: CUDA only).
+    threads: CPU threads (0 = the runtime's choice; onnxruntime: physical cores).
     """
+    from hearflow.export.manifest import ExportError, read_manifest
+
     path = Path(path)
     if not path.exists():
         raise HearflowError(f"{path}: model not found (give a checkpoint folder or an export folder)")
+    export = is_export_dir(path)
+    if not export and _looks_like_export(path) and not (path / "model.safetensors").is_file():
+        raise ExportError(f"{path}: has ONNX files but no manifest.json (incomplete export; re-export the model)")
     if backend is None:
-        if is_export_dir(path):
-            import json
-
-            backend = json.loads((path / "manifest.json").read_text()).get("default_backend", "onnxruntime")
-        else:
-            backend = "torch"
+        backend = read_manifest(path).default_backend if export else "torch"
     if backend not in BACKENDS:
         raise HearflowError(f"unknown backend {backend!r} (available: {', '.join(BACKENDS)})")
-    if backend == "torch":
-        return TorchBackend(path, device=device, threads=threads)
+    if backend == "torch" and export:
+        raise HearflowError(f"{path}: an export folder has no PyTorch weights; use --backend onnxruntime or "
+                            "tensorrt, or give the checkpoint for torch")
+    if backend != "torch" and not export:
+        raise HearflowError(f"{path}: the {backend} backend needs an export folder; make one with "
+                            f"`hearflow export {path} --to DIR`")
     return BACKENDS[backend](path, device=device, threads=threads)

@@ -207,6 +207,114 @@ def _eval(p):
     return run
 
 
+# --------------------------------------------------------------------------- import
+@command(
+    "import",
+    "convert a released HTF or EZ-VSL checkpoint into a hearflow checkpoint",
+    "Read the authors' released checkpoint (weights only; nothing is unpickled) and write a normal "
+    "hearflow checkpoint whose model config and PreprocessConfig (htf_compat / ezvsl_compat) reproduce "
+    "the source method's inference. Unknown, missing or mis-shaped keys are listed. See docs/pretrained.md.",
+)
+def _import(p):
+    p.add_argument("kind", choices=["htf", "ezvsl"], help="which method the checkpoint comes from")
+    p.add_argument("src", help="the released .pth / .ckpt file")
+    p.add_argument("out", help="output checkpoint folder")
+    p.add_argument("--force", action="store_true", help="overwrite an existing checkpoint in OUT")
+
+    def run(args):
+        from hearflow.model.importers import import_checkpoint, import_summary
+
+        out = import_checkpoint(args.kind, args.src, args.out, overwrite=args.force)
+        print(import_summary(out))
+
+    return run
+
+
+# --------------------------------------------------------------------------- run
+@command(
+    "run",
+    "run the real-time engine: video + audio → heatmaps → overlay / video / ZeroMQ / JSONL",
+    "Run a model on live or recorded input. Threads: capture per source, inference, one per sink, "
+    "with bounded hand-offs (newest frame wins; slow sinks drop their oldest results). "
+    "--realtime paces files like a camera (frames drop when inference is slower); --no-realtime "
+    "processes every frame of a file as fast as possible. Prints a status line while running and a "
+    "JSON summary at the end. Example: hearflow run --model checkpoints/synth_tiny --video 0 "
+    "--audio mic --sink overlay,zmq:tcp://127.0.0.1:5555",
+)
+def _run(p):
+    from hearflow.engine.sinks import SINK_HELP
+
+    p.add_argument("--model", required=True, help="checkpoint folder or export folder (its manifest picks the backend)")
+    p.add_argument("--video", required=True,
+                   help="camera index (0), file, rtsp://… / http://… URL, gst:<pipeline … ! appsink>, or synth")
+    p.add_argument("--audio", default="same",
+                   help="same (the video's own track), mic or mic:<device>, an audio file, gst:<pipeline>, synth, "
+                        "or none (default same)")
+    p.add_argument("--sink", default="overlay", help=f"where results go: {SINK_HELP} (default overlay)")
+    p.add_argument("--backend", choices=["torch", "onnxruntime", "tensorrt"], default=None,
+                   help="inference runtime (default: torch for a checkpoint, the manifest's for an export)")
+    p.add_argument("--realtime", action=argparse.BooleanOptionalAction, default=None,
+                   help="pace files like a live source (default: on for cameras/mics/URLs, off for files)")
+    p.add_argument("--duration", type=float, default=None, help="stop after this many seconds of input")
+    p.add_argument("--summary", default=None, help="also write the JSON summary to this file")
+    p.add_argument("--zmq-overlay", action="store_true", help="also publish JPEG overlays on topic hearflow.overlay")
+    p.add_argument("--frame-id", default="camera", help="frame_id in ZeroMQ headers (default camera)")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads for inference (0 = runtime default)")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda (torch / onnxruntime backends)")
+    p.add_argument("--no-status", action="store_true", help="no status line")
+    p.add_argument("overrides", nargs="*", help="EngineConfig overrides, e.g. audio_hop=0.2 energy_gate_db=-45")
+
+    def run(args):
+        import json
+
+        from hearflow import config
+        from hearflow.engine.engine import EngineConfig
+        from hearflow.engine.run import run_engine
+        from hearflow.engine.sources import parse_video_spec
+
+        cfg = config.apply_overrides(EngineConfig(), args.overrides)
+        realtime = args.realtime
+        if realtime is None:  # files are processed offline unless asked; devices are live
+            kind, arg = parse_video_spec(args.video)
+            realtime = not (kind == "file" and "://" not in str(arg))
+        summary = run_engine(
+            args.model, args.video, args.audio, args.sink, backend=args.backend, realtime=realtime,
+            duration=args.duration, summary_path=args.summary, cfg=cfg, zmq_overlay=args.zmq_overlay,
+            frame_id=args.frame_id, threads=args.threads, device=args.device, status=not args.no_status,
+        )
+        print(json.dumps(summary, indent=2))
+        if summary.get("error"):
+            raise SystemExit(1)
+
+    return run
+
+
+# --------------------------------------------------------------------------- listen
+@command(
+    "listen",
+    "subscribe to a hearflow ZeroMQ stream and print a line per heatmap",
+    "The reference subscriber: connects to ENDPOINT, prints one line per message (seq, stamp, peak, "
+    "confidence, latency, map shape) and can save maps as .npy. The wire format is in docs/wire_format.md.",
+)
+def _listen(p):
+    p.add_argument("endpoint", nargs="?", default="tcp://127.0.0.1:5555", help="default tcp://127.0.0.1:5555")
+    p.add_argument("--count", type=int, default=None, help="stop after this many messages")
+    p.add_argument("--timeout", type=float, default=None, help="stop after this many seconds")
+    p.add_argument("--save", default=None, help="folder to save maps (<seq>.npy) and overlays (<seq>.jpg)")
+    p.add_argument("--overlay", action="store_true", help="also subscribe to hearflow.overlay JPEGs")
+    p.add_argument("--newest-only", action="store_true", help="drain the socket and keep only the newest message")
+
+    def run(args):
+        from hearflow.engine import wire
+
+        topics = (wire.HEATMAP_TOPIC, wire.OVERLAY_TOPIC) if args.overlay else (wire.HEATMAP_TOPIC,)
+        n = wire.listen(args.endpoint, count=args.count, save_dir=args.save, topics=topics, timeout=args.timeout,
+                        newest_only=args.newest_only)
+        print(f"{n} messages")
+
+    return run
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hearflow",

@@ -75,7 +75,6 @@ def start_time(window):
         ("centered", 0.5, 0.0),  # would start at -1 s: shifted to [0, 3] s
         ("centered", 9.8, 7.0),  # would end at 11.3 s: shifted to the last 3 s
         ("trailing", 5.0, 2.0),
-        ("trailing", 1.0, 0.0),
         ("trailing", 10.0, 7.0),
         ("trailing", 8.5, 5.5),
     ],
@@ -86,6 +85,14 @@ def test_window_placement(placement, t, start):
     assert start_time(w) == pytest.approx(start, abs=1e-4)
     # Contiguous samples: the window is one slice of the track.
     np.testing.assert_allclose(np.diff(w) * 10 * RATE, 1.0, atol=1e-2)
+
+
+def test_trailing_window_never_uses_the_future():
+    """A frame at 1 s with a trailing 3 s window gets [0, 1) s tiled, as the live engine does."""
+    w = audio_window(TRACK, RATE, 1.0, CFG, placement="trailing")
+    expected = np.tile(TRACK[:1000], 3)
+    np.testing.assert_array_equal(w, expected.astype(np.float32))
+    assert w.max() < 0.1  # nothing from after 1 s (values × 10 = time)
 
 
 def test_placement_defaults_to_config():

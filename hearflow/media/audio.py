@@ -86,12 +86,14 @@ def audio_window(
     placement: ``centered`` ([t - d/2, t + d/2]) or ``trailing`` ([t - d, t]), d =
         cfg.audio_seconds; None uses cfg.audio_window.
 
-    A window that would run past either end of the track is shifted to stay inside it
-    rather than padded: with d = 3 s and centred placement a frame at 0.5 s gets
-    [0, 3] s, and a frame 0.5 s before the end gets the last 3 s. A track shorter than
-    the window is padded per cfg.audio_pad instead (``tile``: repeated as HTF/LVS do,
-    ``zeros``: zeros after it); an empty track gives zeros. Samples are clipped to
-    [-1, 1] as HTF does.
+    Centred: a window that would run past either end of the track is shifted to stay
+    inside it rather than padded: with d = 3 s a frame at 0.5 s gets [0, 3] s, and a frame
+    0.5 s before the end gets the last 3 s. Trailing: only audio up to t is ever used
+    (what a live engine has), so a frame earlier than d gets the audio [0, t] padded as
+    below — exactly what the engine computes while it warms up. A track (or, trailing,
+    the audio before t) shorter than the window is padded per cfg.audio_pad (``tile``:
+    repeated as HTF/LVS do, ``zeros``: zeros after it); no audio gives zeros. Samples are
+    clipped to [-1, 1] as LVS does.
     """
     placement = placement or cfg.audio_window
     if placement not in ("centered", "trailing"):
@@ -102,6 +104,8 @@ def audio_window(
         raise ValueError(f"expected mono audio of shape (n,), got shape {x.shape}")
     if x.dtype.kind != "f":
         raise ValueError(f"expected float samples, got dtype {x.dtype}")
+    if placement == "trailing":  # never the future: cut the track at the frame time
+        x = x[: max(0, min(len(x), int(round(t * rate))))]
     length = len(x)
     if length == 0:
         return np.zeros(n, dtype=np.float32)

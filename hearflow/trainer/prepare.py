@@ -45,7 +45,8 @@ VIDEO_EXTS = (".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v")
 AUDIO_EXTS = (".wav", ".mp3", ".flac", ".ogg", ".m4a", ".aac")
 IMAGE_EXTS = (".jpg", ".jpeg", ".png")
 MAX_NATIVE_RATE = 48000  # audio windows at native rate are stored up to this rate
-CACHE_FORMAT = "hearflow-cache/1"
+CACHE_FORMAT = "hearflow-cache/2"
+"""Bumped whenever what a cache holds for a given PreprocessConfig changes (old caches are refused)."""
 
 
 class PrepareError(HearflowError):
@@ -218,6 +219,9 @@ def prepare(
     }
     if meta_path.is_file():
         old = json.loads(meta_path.read_text())
+        if old.get("format") != CACHE_FORMAT:
+            raise PrepareError(f"{out}: this cache was made by another hearflow version ({old.get('format')}); "
+                               "delete it or use another folder")
         if old.get("preprocess") != meta["preprocess"]:
             raise PrepareError(
                 f"{out}: this cache was prepared with a different PreprocessConfig; use another folder or delete it"
@@ -324,7 +328,7 @@ def format_report(report: dict) -> str:
 
 def default_cache_dir(source, cfg: PreprocessConfig) -> Path:
     """Where a dataset's cache goes unless given: beside the data, keyed by the config."""
-    return Path(source) / ".hearflow-cache" / cfg.fingerprint()
+    return Path(source) / ".hearflow-cache" / f"{cfg.fingerprint()}-v{CACHE_FORMAT.rsplit('/', 1)[1]}"
 
 
 def is_cache(path) -> bool:

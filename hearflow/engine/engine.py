@@ -1,0 +1,355 @@
+"""The streaming engine: capture → inference → sinks, one job per thread.
+
+    capture thread(s) ──FramePacket──► Mailbox (1 slot, newest wins) ──► inference thread
+    audio source ──samples──► AudioRing (≥ 5 s)  ◄── window by timestamp ──┘      │
+                                                                                  ▼
+                                 one bounded queue + thread per sink ◄── Result ──┘
+
+The inference thread computes the flow between the frame and the previous *captured*
+frame, re-embeds the audio every ``audio_hop`` seconds of media time (not per frame),
+runs the visual graph per frame and builds a :class:`Result`. The calling thread
+supervises: it prints the status line, enforces ``--duration``, and on the end of the
+source, Ctrl-C or an overlay's q/Esc stops everything and finalises every sink.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from hearflow.engine.packets import AudioChunk, FramePacket, Result
+from hearflow.engine.ring import AudioRing, Mailbox
+from hearflow.media.audio import audio_window, log_spectrogram
+from hearflow.media.flow import FlowEstimator, zero_flow
+from hearflow.media.frames import normalize_frame
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    audio_hop: float = 0.1
+    """Seconds of media time between audio re-embeddings (the visual graph runs per frame)."""
+    ring_seconds: float = 10.0
+    """Audio ring buffer length (must exceed the model's window; ≥ 5 s)."""
+    sink_queue: int = 4
+    """Results buffered per sink; in realtime mode the oldest is dropped when full."""
+    energy_gate_db: float = -50.0
+    """Audio window RMS level (dBFS) at which the energy gate is half open."""
+    energy_gate_width_db: float = 4.0
+    """Softness of the energy gate (dB per logistic unit)."""
+    similarity_threshold: float = 0.3
+    """Peak cosine similarity at which the similarity factor of the confidence is 0.5."""
+    similarity_width: float = 0.05
+    """Softness of the similarity factor (cosine per logistic unit)."""
+    status_interval: float = 0.5
+    """Seconds between status-line refreshes."""
+
+
+def _logistic(x: float) -> float:
+    return 1.0 / (1.0 + math.exp(-max(-60.0, min(60.0, x))))
+
+
+def confidence(peak: float, rms_db: float, cfg: EngineConfig) -> float:
+    """'Something on screen is sounding' in [0, 1]: an audio energy gate times a
+    similarity factor. Silence closes the gate whatever the map says (the model's peak
+    similarity barely drops for silence: see docs/results.md)."""
+    gate = _logistic((rms_db - cfg.energy_gate_db) / cfg.energy_gate_width_db)
+    sim = _logistic((peak - cfg.similarity_threshold) / cfg.similarity_width)
+    return gate * sim
+
+
+def rms_db(x: np.ndarray) -> float:
+    return 20.0 * math.log10(float(np.sqrt(np.mean(np.square(x, dtype=np.float64)))) + 1e-10)
+
+
+def map_peak(m: np.ndarray) -> tuple[tuple[float, float], float]:
+    """Peak of an m×n map as normalised (x, y) of the cell centre, and its value."""
+    r, c = np.unravel_index(int(np.argmax(m)), m.shape)
+    return ((c + 0.5) / m.shape[1], (r + 0.5) / m.shape[0]), float(m[r, c])
+
+
+class LatencyStats:
+    """Bounded record of latencies (seconds) for p50/p99 without growing memory."""
+
+    def __init__(self, size: int = 2000):
+        self.values = deque(maxlen=size)
+        self.lock = threading.Lock()
+
+    def add(self, v: float) -> None:
+        with self.lock:
+            self.values.append(v)
+
+    def percentiles(self) -> tuple[float | None, float | None]:
+        with self.lock:
+            if not self.values:
+                return None, None
+            a = np.fromiter(self.values, float)
+        return float(np.percentile(a, 50)), float(np.percentile(a, 99))
+
+
+@dataclass
+class Counters:
+    processed: int = 0
+    inference_dropped: int = 0
+    """Captured frames never processed (overwritten in the mailbox)."""
+    audio_embeddings: int = 0
+    warming_up: int = 0
+    last_confidence: float = 0.0
+    result_latency: LatencyStats = field(default_factory=LatencyStats)
+    publish_latency: LatencyStats = field(default_factory=LatencyStats)
+    started: float = field(default_factory=time.monotonic)
+
+
+class AudioWindows:
+    """The audio window for a frame time, from the ring (live) or the whole track (offline).
+
+    Live: the trailing window ending at the frame time; before enough audio exists it is
+    padded as in training (``audio_window`` tiles what there is) and marked warming-up.
+    Offline with the whole file available, the model's own placement (centred) is used.
+    """
+
+    def __init__(self, cfg, rate: int, ring: AudioRing | None, full: tuple[np.ndarray, int] | None):
+        self.cfg, self.rate, self.ring, self.full = cfg, rate, ring, full
+        self.n = cfg.window_samples(rate)
+        self._buf = np.zeros(self.n, np.float32)
+
+    def __call__(self, t: float) -> tuple[np.ndarray, bool]:
+        if self.full is not None:
+            wave, rate = self.full
+            available = int(min(len(wave), round(t * rate)))
+            warming = self.cfg.audio_window == "trailing" and available < self.n
+            return audio_window(wave, rate, t, self.cfg), warming
+        samples, k = self.ring.window(t, self.n, out=self._buf)
+        if k >= self.n:
+            return samples[: self.n], False
+        # fewer samples than a window: pad exactly as training pads short clips
+        return audio_window(samples[:k], self.rate, k / self.rate, self.cfg, placement="trailing"), True
+
+
+class Engine:
+    """Run a backend on a video source (+ optional audio source) into sinks.
+
+    backend: a loaded inference backend (hearflow.engine.backends).
+    video / audio: opened sources (hearflow.engine.sources); audio may be None.
+    sinks: hearflow.engine.sinks.Sink instances.
+    realtime: newest-frame-wins and drop-oldest sinks (live); False = lossless offline.
+    duration: stop after this many seconds of media time (None = until the source ends).
+    """
+
+    def __init__(self, backend, video, audio, sinks, cfg: EngineConfig = EngineConfig(), realtime: bool = True,
+                 duration: float | None = None, log=print, status=None):
+        self.backend, self.video, self.audio, self.sinks = backend, video, audio, sinks
+        self.cfg, self.realtime, self.duration = cfg, realtime, duration
+        self.pre = backend.preprocess
+        self.log = log
+        self.status = status  # callable(str) for the status line, or None
+        self.stop = threading.Event()
+        self.counters = Counters()
+        self.mailbox = Mailbox(lossless=not realtime)
+        self.rate = self._engine_rate()
+        self.ring = AudioRing(self.rate, max(cfg.ring_seconds, self.pre.audio_seconds + 2)) if audio is not None else None
+        self.error: BaseException | None = None
+        self._infer_done = threading.Event()
+
+    def _engine_rate(self) -> int:
+        if self.pre.sample_rate != "native":
+            return int(self.pre.sample_rate)
+        return int(getattr(self.audio, "rate", None) or 22050)
+
+    # --- the inference thread ------------------------------------------------------
+    def _infer_loop(self, runners, capture_done: threading.Event) -> None:
+        pre, be = self.pre, self.backend
+        self._flow_est = FlowEstimator(pre) if be.uses_flow else None
+        full = getattr(self.video, "full_audio", None) or getattr(self.audio, "full_audio", None)
+        self._windows = AudioWindows(pre, self.rate, self.ring, full if not self.realtime else None) if self.audio else None
+        self._emb, self._emb_t, self._level, self._warming = None, -math.inf, -120.0, False
+        last_seq, held = -1, None
+        # flow_pair "next" (HTF's preprocessing): frame k is processed with the flow k → k+1,
+        # so results come one captured frame late
+        hold_for_next = self._flow_est is not None and pre.flow_pair == "next"
+        while not self.stop.is_set():
+            pkt: FramePacket | None = self.mailbox.get(timeout=0.05)
+            if pkt is None:
+                if capture_done.is_set() and self.mailbox.empty():
+                    break
+                continue
+            if self.duration is not None and pkt.t_media >= self.duration:
+                break
+            if last_seq >= 0 and pkt.seq > last_seq + 1:
+                self.counters.inference_dropped += pkt.seq - last_seq - 1
+            last_seq = pkt.seq
+            if not hold_for_next:
+                self._process(pkt, self._flow(pkt.prev_gray, pkt), runners)
+                continue
+            if held is not None:
+                consecutive = pkt.seq == held.seq + 1
+                self._process(held, self._flow(held.gray, pkt) if consecutive else self._flow(held.prev_gray, held),
+                              runners)
+            held = pkt
+        if held is not None and not self.stop.is_set():  # the last frame has no next one
+            self._process(held, self._flow(held.prev_gray, held), runners)
+        self.stop.set()
+
+    def _flow(self, earlier_gray, later: FramePacket):
+        """Flow input (1, 2, S, S) from ``earlier_gray`` into ``later``'s frame; zeros when unknown."""
+        if self._flow_est is None:
+            return None
+        if earlier_gray is None or later.gray is None:
+            return zero_flow(self.pre)[None]
+        return self._flow_est(earlier_gray, later.gray, later.fps)[None]
+
+    def _process(self, pkt: FramePacket, flows, runners) -> None:
+        pre, be, c = self.pre, self.backend, self.counters
+        t = pkt.t_media
+        # audio: re-embed every hop of media time (or when time jumps back)
+        if self._windows is not None and (t - self._emb_t >= self.cfg.audio_hop or t < self._emb_t):
+            wave, self._warming = self._windows(t)
+            self._level = rms_db(wave)
+            spec = log_spectrogram(wave, self.rate, pre)[None, None].astype(np.float32)
+            self._emb, self._emb_t = be.embed_audio(spec), t
+            c.audio_embeddings += 1
+        elif self._windows is None and self._emb is None:
+            silent = be.embed_audio(
+                np.zeros((1, 1, pre.spectrogram_bins, pre.spectrogram_frames(self.rate)), np.float32))
+            self._emb = np.zeros_like(silent)  # no audio: a zero embedding gives a zero map
+        m = be.localize(normalize_frame(pkt.frame, pre)[None], flows, self._emb)[0]
+        t_result = time.monotonic()
+        peak, value = map_peak(m)
+        conf = confidence(value, self._level, self.cfg) if self._windows is not None else 0.0
+        warming = bool(self._warming) and self._windows is not None
+        c.warming_up += warming
+        h, w = pkt.rgb.shape[:2]
+        result = Result(
+            seq=c.processed, capture_seq=pkt.seq, t_capture=pkt.t_capture, t_media=t, t_result=t_result,
+            map=m.astype(np.float32), peak=peak, peak_value=value, confidence=conf, audio_rms_db=self._level,
+            warming_up=warming, frame_size=(w, h), rgb=pkt.rgb,
+        )
+        c.processed += 1
+        c.last_confidence = conf
+        c.result_latency.add(t_result - pkt.t_capture)
+        for r in runners:
+            r.put_result(result)
+
+    # --- supervision ---------------------------------------------------------------
+    def run(self) -> dict:
+        """Run until the source ends, ``duration``, Ctrl-C or a sink asks to stop; return the summary."""
+        from hearflow.engine.sinks import SinkRunner, StreamInfo
+        from hearflow.engine.sources import CaptureContext
+
+        clock0 = time.monotonic()
+        self.counters.started = clock0
+        info = StreamInfo(
+            fps=float(getattr(self.video, "fps", 0.0) or 0.0), frame_size=tuple(getattr(self.video, "size", (0, 0))),
+            audio_rate=self.rate if self.audio else None, model=self.backend.source, map_shape=None,
+            realtime=self.realtime, stop=self.stop, log=self.log,
+        )
+        runners = []
+        for sink in self.sinks:
+            runner = SinkRunner(sink, queue_size=self.cfg.sink_queue, lossless=not self.realtime, log=self.log,
+                                on_published=self._published)
+            runner.start(info)
+            runners.append(runner)
+        audio_taps = [r.put_audio for r in runners if r.sink.wants_audio]
+        ctx = CaptureContext(
+            clock0=clock0, preprocess=self.pre, mailbox=self.mailbox, ring=self.ring, audio_taps=audio_taps,
+            stop=self.stop, realtime=self.realtime, log=self.log, duration=self.duration,
+        )
+        self.ctx = ctx
+        capture_done = threading.Event()
+
+        def capture(source):
+            try:
+                source.run(ctx)
+            except Exception as exc:  # a source crash is reported and stops the run cleanly
+                self.log(f"error: {type(source).__name__}: {exc}")
+                self.error = exc
+                self.stop.set()
+
+        threads = []
+        if self.audio is not None and self.audio is not self.video:
+            threads.append(threading.Thread(target=capture, args=(self.audio,), name="audio-capture", daemon=True))
+        video_thread = threading.Thread(target=capture, args=(self.video,), name="video-capture", daemon=True)
+        infer = threading.Thread(target=self._infer_guarded, args=(runners, capture_done), name="inference",
+                                 daemon=True)
+        for t in threads + [video_thread, infer]:
+            t.start()
+        interrupted = False
+        try:
+            next_status = time.monotonic()
+            # wait on an Event, not Thread.join: a Ctrl-C landing inside join() can leave
+            # the thread marked as finished while it still runs (CPython bpo-45274)
+            while not self._infer_done.wait(0.05):
+                if not video_thread.is_alive():
+                    capture_done.set()
+                if self.status and time.monotonic() >= next_status:
+                    self.status(self.status_line())
+                    next_status = time.monotonic() + self.cfg.status_interval
+        except KeyboardInterrupt:
+            interrupted = True
+        finally:
+            self.stop.set()
+            self.mailbox.close()
+            if not self._infer_done.wait(10):
+                self.log("warning: inference did not stop within 10 s")
+            for t in threads + [video_thread]:
+                t.join(timeout=5)
+            for r in runners:
+                r.stop()
+        summary = self.summary(runners, interrupted)
+        if interrupted:
+            summary["interrupted"] = True
+        return summary
+
+    def _infer_guarded(self, runners, capture_done):
+        try:
+            self._infer_loop(runners, capture_done)
+        except Exception as exc:
+            self.log(f"error: inference: {type(exc).__name__}: {exc}")
+            self.error = exc
+            self.stop.set()
+        finally:
+            self._infer_done.set()
+
+    def _published(self, result: Result, t: float) -> None:
+        self.counters.publish_latency.add(t - result.t_capture)
+
+    def _captured(self) -> int:
+        counters = getattr(self, "ctx", None) and self.ctx.counters
+        return int(getattr(counters, "frames", 0) if counters is not None else 0)
+
+    def status_line(self) -> str:
+        c = self.counters
+        elapsed = max(1e-6, time.monotonic() - c.started)
+        p50, p99 = c.result_latency.percentiles()
+        lat = f"{p50 * 1000:.0f}/{p99 * 1000:.0f} ms" if p50 is not None else "-"
+        return (f"in {self._captured() / elapsed:5.1f} fps | out {c.processed / elapsed:5.1f} fps | "
+                f"latency p50/p99 {lat} | dropped {self.mailbox.dropped} | conf {c.last_confidence:.2f}")
+
+    def summary(self, runners, interrupted: bool) -> dict:
+        c = self.counters
+        elapsed = max(1e-6, time.monotonic() - c.started)
+        r50, r99 = c.result_latency.percentiles()
+        p50, p99 = c.publish_latency.percentiles()
+        ms = (lambda v: None if v is None else round(v * 1000, 2))
+        return {
+            "model": self.backend.source,
+            "backend": self.backend.name,
+            "realtime": self.realtime,
+            "seconds": round(elapsed, 3),
+            "captured": self._captured(),
+            "processed": c.processed,
+            "dropped": {"before_inference": self.mailbox.dropped,
+                        "sinks": {r.sink.name: r.dropped for r in runners}},
+            "fps_in": round(self._captured() / elapsed, 2),
+            "fps_out": round(c.processed / elapsed, 2),
+            "latency_ms": {"capture_to_result_p50": ms(r50), "capture_to_result_p99": ms(r99),
+                           "capture_to_published_p50": ms(p50), "capture_to_published_p99": ms(p99)},
+            "audio_embeddings": c.audio_embeddings,
+            "warming_up_frames": c.warming_up,
+            "sinks": {r.sink.name: {"written": r.written, "dropped": r.dropped, "failed": r.failed} for r in runners},
+            "error": None if self.error is None else str(self.error),
+        }

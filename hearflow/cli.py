@@ -315,6 +315,90 @@ def _listen(p):
     return run
 
 
+# --------------------------------------------------------------------------- export
+@command(
+    "export",
+    "export a checkpoint to ONNX (CPU) or TensorRT (NVIDIA GPU)",
+    "Write two graphs — audio.onnx (spectrogram → embedding, run every audio hop) and visual.onnx "
+    "(frame, flow, embedding → similarity map, run per frame) — with dynamic batch, the PreprocessConfig "
+    "and model config in their metadata and a manifest.json, so the folder works without the checkpoint. "
+    "--format tensorrt also builds engines (batch 1..32, timing cache, rebuilt when the ONNX file, GPU "
+    "or TensorRT version changes). Run the result with `hearflow run --model DIR` or `hearflow eval DIR ...`.",
+)
+def _export(p):
+    p.add_argument("checkpoint", help="hearflow checkpoint folder")
+    p.add_argument("--to", required=True, dest="out", help="export folder (created)")
+    p.add_argument("--format", choices=["onnx", "tensorrt"], default="onnx", help="default onnx")
+    p.add_argument("--fp16", action="store_true", help="FP16 TensorRT engines")
+    p.add_argument("--opt-batch", type=int, default=1, help="TensorRT profile's optimal batch (default 1: live)")
+    p.add_argument("--max-batch", type=int, default=32, help="TensorRT profile's largest batch (default 32)")
+    p.add_argument("--opset", type=int, default=None, help="ONNX opset (default 18)")
+    p.add_argument("--no-check", action="store_true", help="skip the ONNX Runtime vs PyTorch check after export")
+    p.add_argument("--device", default="cuda", help="CUDA device for TensorRT (default cuda)")
+
+    def run(args):
+        from hearflow.export import export_model, format_export
+
+        data = export_model(args.checkpoint, args.out, format=args.format, fp16=args.fp16, opset=args.opset,
+                            opt_batch=args.opt_batch, max_batch=args.max_batch, check=not args.no_check,
+                            device=args.device)
+        print(format_export(data, args.out))
+
+    return run
+
+
+# --------------------------------------------------------------------------- bench
+@command(
+    "bench",
+    "benchmark a model's graphs (bench model) or the whole engine (bench engine)",
+    "`hearflow bench model MODEL`: per-call latency (median, p99) of the audio and visual graphs at batch 1 "
+    "and throughput at batch 32, per backend (e.g. --backend torch,onnxruntime). `hearflow bench engine "
+    "MODEL`: a 640×480 30 fps camera-like clip (or --video) through the engine, paced like a camera "
+    "(--realtime, default) or offline, publishing on ZeroMQ: sustained fps, drops, latency p50/p99.",
+)
+def _bench(p):
+    p.add_argument("what", choices=["model", "engine"], help="what to measure")
+    p.add_argument("model", help="checkpoint folder or export folder")
+    p.add_argument("--backend", default=None, help="model: comma-separated backends; engine: one backend")
+    p.add_argument("--batch", default="1,32", help="model: batch sizes (default 1,32)")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads (0 = runtime default)")
+    p.add_argument("--warmup", type=int, default=5, help="model: warm-up calls")
+    p.add_argument("--iterations", type=int, default=50, help="model: timed calls per measurement")
+    p.add_argument("--budget", type=float, default=20.0, help="model: max seconds per measurement")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--goal-ms", type=float, default=None, help="model: per-frame goal to check against")
+    p.add_argument("--video", default=None, help="engine: source instead of the generated clip")
+    p.add_argument("--realtime", action=argparse.BooleanOptionalAction, default=True,
+                   help="engine: pace the source like a camera (default) or process it offline")
+    p.add_argument("--seconds", type=float, default=10.0, help="engine: length of the generated clip")
+    p.add_argument("--fps", type=float, default=30.0, help="engine: frame rate of the generated clip")
+    p.add_argument("--json", default=None, help="also write the results to this JSON file")
+
+    def run(args):
+        import json
+
+        if args.what == "model":
+            from hearflow.export.bench import bench_model, format_bench
+
+            backends = args.backend.split(",") if args.backend else None
+            batches = tuple(int(b) for b in args.batch.split(","))
+            result = bench_model(args.model, backends, batch_sizes=batches, threads=args.threads,
+                                 warmup=args.warmup, iterations=args.iterations, budget_s=args.budget,
+                                 device=args.device)
+            print(format_bench(result, args.goal_ms))
+        else:
+            from hearflow.engine.bench import bench_engine, format_engine_bench
+
+            result = bench_engine(args.model, args.video, args.backend, realtime=args.realtime,
+                                  seconds=args.seconds, fps=args.fps, threads=args.threads)
+            print(format_engine_bench(result))
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(result, f, indent=2, default=str)
+
+    return run
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hearflow",

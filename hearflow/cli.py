@@ -399,6 +399,33 @@ def _bench(p):
     return run
 
 
+# --------------------------------------------------------------------------- calibrate
+@command(
+    "calibrate",
+    "set the engine's 'sounding' confidence thresholds from clips with and without a visible source",
+    "Run MODEL on DATA's clips (make them with `hearflow synth DIR --train 0 --val 0 --test 200 "
+    "negative_fraction=0.5`: silence, noise and off-screen sounds among normal clips) and print the energy "
+    "gate and similarity threshold that separate positives from negatives, as overrides for `hearflow run`.",
+)
+def _calibrate(p):
+    p.add_argument("model", help="checkpoint or export folder")
+    p.add_argument("data", help="dataset folder with negative clips")
+    p.add_argument("--split", default="test")
+    p.add_argument("--backend", default=None)
+
+    def run(args):
+        import json
+
+        from hearflow.engine.calibrate import calibrate, clip_scores
+
+        result = calibrate(clip_scores(args.model, args.data, args.split, args.backend))
+        print(json.dumps(result, indent=2))
+        keys = [k for k in ("energy_gate_db", "similarity_threshold") if k in result]
+        print("use: hearflow run ... " + " ".join(f"{k}={result[k]}" for k in keys))
+
+    return run
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hearflow",

@@ -89,3 +89,23 @@ def test_gradients_flow_to_both_inputs():
         visual.grad = audio.grad = None
         compute_loss(visual, audio, LossConfig(name=name)).backward()
         assert visual.grad.abs().sum() > 0 and audio.grad.abs().sum() > 0
+
+
+def test_extra_negatives_add_one_logit_each():
+    """An extra (silence-like) embedding adds a negative logit built like N_kj (htf) or a
+    column of image→audio logits (ezvsl)."""
+    extra = torch.tensor([[0.6, 0.8]])
+    c = LossConfig()
+    total = 0.0
+    for k in range(2):
+        skk = S[k, k]
+        pos = wmean([sig((v - 0.65) / 0.03) for v in skk], skk)
+        hard = wmean([1 - sig((v - 0.40) / 0.03) for v in skk], skk)
+        negs = []
+        for other in (S[k, 1 - k], [float(VISUAL[k, :, 0, i] @ extra[0]) for i in range(2)]):
+            negs.append(wmean([sig((v - 0.65) / 0.03) for v in other], other))
+        logits = [x / 0.07 for x in [pos, *negs, hard]]
+        total += -logits[0] + math.log(sum(math.exp(x) for x in logits))
+    assert htf_loss(VISUAL, AUDIO, c, extra).item() == pytest.approx(total / 2, rel=1e-5)
+    assert ezvsl_loss(VISUAL, AUDIO, c, extra).item() > ezvsl_loss(VISUAL, AUDIO, c).item()
+    assert htf_paper_loss(VISUAL, AUDIO, c, extra).item() != pytest.approx(htf_paper_loss(VISUAL, AUDIO).item())

@@ -173,8 +173,13 @@ class HTFModel(nn.Module):
         """Similarity map (B, m, n) from frames, flows and precomputed audio embeddings."""
         return self.similarity(self.visual_embedding(frame, flow), audio_embedding)
 
-    def forward(self, frame: torch.Tensor, flow: torch.Tensor | None, spectrogram: torch.Tensor) -> dict:
-        """Everything the losses need: ``map`` (B, m, n), ``visual`` (B, D, m, n), ``audio`` (B, D)."""
+    def forward(self, frame: torch.Tensor, flow: torch.Tensor | None, spectrogram: torch.Tensor,
+                extra_spectrograms: torch.Tensor | None = None) -> dict:
+        """Everything the losses need: ``map`` (B, m, n), ``visual`` (B, D, m, n), ``audio`` (B, D),
+        and ``extra_audio`` (E, D) for sounds that match no image (silence, noise) when given."""
         visual = self.visual_embedding(frame, flow)
         audio = self.embed_audio(spectrogram)
-        return {"map": self.similarity(visual, audio), "visual": visual, "audio": audio}
+        out = {"map": self.similarity(visual, audio), "visual": visual, "audio": audio}
+        if extra_spectrograms is not None:
+            out["extra_audio"] = self.embed_audio(extra_spectrograms)
+        return out

@@ -33,6 +33,10 @@ class LossConfig:
     """Temperature the htf logits are divided by."""
     ezvsl_tau: float = 0.03
     """Temperature of the ezvsl logits."""
+    extra_negatives: tuple[str, ...] = ()
+    """Sounds that match no image, added as negatives for every image in each batch:
+    any of "silence" and "noise" (white noise). Not in the papers: without it a model's
+    map barely changes when the audio is silent (see docs/results.md)."""
 
 
 def _masked_mean(weight: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
@@ -47,7 +51,8 @@ def pseudo_masks(s_kk: torch.Tensor, cfg: LossConfig) -> tuple[torch.Tensor, tor
     return pm_p, pm_n
 
 
-def htf_loss(visual: torch.Tensor, audio: torch.Tensor, cfg: LossConfig = LossConfig()) -> torch.Tensor:
+def htf_loss(visual: torch.Tensor, audio: torch.Tensor, cfg: LossConfig = LossConfig(),
+             extra: torch.Tensor | None = None) -> torch.Tensor:
     """The released HTF/LVS loss.
 
         Pos_k  = <PM_p, S_kk> / Σ PM_p
@@ -58,6 +63,9 @@ def htf_loss(visual: torch.Tensor, audio: torch.Tensor, cfg: LossConfig = LossCo
     The authors' code keeps j = k among the negatives, multiplied by (1 − 100) to push
     it away; that turns into a large positive logit when S_kk is negative, so here j = k
     is excluded outright (the issue's and the paper's definition).
+
+    extra (E, D): audio embeddings of sounds that match no image (cfg.extra_negatives);
+    each adds a logit N_ke built like N_kj.
     """
     b = visual.shape[0]
     s_all = torch.einsum("kchw,jc->kjhw", visual, audio)  # (B, B, m, n)
@@ -68,12 +76,16 @@ def htf_loss(visual: torch.Tensor, audio: torch.Tensor, cfg: LossConfig = LossCo
     neg_all = _masked_mean(torch.sigmoid((s_all - cfg.epsilon) / cfg.mask_tau), s_all)  # (B, B)
     off_diag = ~torch.eye(b, dtype=torch.bool, device=visual.device)
     neg = neg_all[off_diag].view(b, b - 1)
+    if extra is not None:
+        s_extra = torch.einsum("kchw,ec->kehw", visual, extra)
+        neg = torch.cat([neg, _masked_mean(torch.sigmoid((s_extra - cfg.epsilon) / cfg.mask_tau), s_extra)], dim=1)
     logits = torch.cat([pos[:, None], neg, hard[:, None]], dim=1) / cfg.logit_tau
     target = torch.zeros(b, dtype=torch.long, device=visual.device)
     return F.cross_entropy(logits, target)
 
 
-def htf_paper_loss(visual: torch.Tensor, audio: torch.Tensor, cfg: LossConfig = LossConfig()) -> torch.Tensor:
+def htf_paper_loss(visual: torch.Tensor, audio: torch.Tensor, cfg: LossConfig = LossConfig(),
+                   extra: torch.Tensor | None = None) -> torch.Tensor:
     """The loss as the HTF paper writes it.
 
         Pos_k = <PM_p, S_kk> / |PM_p|
@@ -81,7 +93,7 @@ def htf_paper_loss(visual: torch.Tensor, audio: torch.Tensor, cfg: LossConfig = 
         L     = −Σ_k log( exp(Pos_k) / (exp(Pos_k) + exp(Neg_k)) )
 
     |·| is the L1 norm (the masks are non-negative, so it is their sum); no temperature;
-    summed (not averaged) over the batch, as written.
+    summed (not averaged) over the batch, as written. ``extra`` embeddings join the j ≠ k sum.
     """
     b = visual.shape[0]
     s_all = torch.einsum("kchw,jc->kjhw", visual, audio)
@@ -90,25 +102,35 @@ def htf_paper_loss(visual: torch.Tensor, audio: torch.Tensor, cfg: LossConfig = 
     pos = _masked_mean(pm_p, s_kk)
     off_diag = ~torch.eye(b, dtype=torch.bool, device=visual.device)
     others = (s_all.mean(dim=(-2, -1)) * off_diag).sum(dim=1)  # 1/(m·n) Σ_{j≠k} <1, S_kj>
+    if extra is not None:
+        others = others + torch.einsum("kchw,ec->kehw", visual, extra).mean(dim=(-2, -1)).sum(dim=1)
     neg = _masked_mean(1 - pm_n, s_kk) + others
     return -(pos - torch.logaddexp(pos, neg)).sum()
 
 
-def ezvsl_loss(visual: torch.Tensor, audio: torch.Tensor, cfg: LossConfig = LossConfig()) -> torch.Tensor:
+def ezvsl_loss(visual: torch.Tensor, audio: torch.Tensor, cfg: LossConfig = LossConfig(),
+               extra: torch.Tensor | None = None) -> torch.Tensor:
     """EZ-VSL's multiple-instance contrastive loss.
 
         l_kj = max_{positions} S_kj / τ
         L    = CE(l, diag) + CE(lᵀ, diag)   (image→audio and audio→image; summed, as EZ-VSL's code)
+
+    ``extra`` embeddings add columns to the image→audio term only (they have no image).
     """
     b = visual.shape[0]
     logits = torch.einsum("kchw,jc->kjhw", visual, audio).flatten(2).amax(dim=2) / cfg.ezvsl_tau
     target = torch.arange(b, device=visual.device)
-    return F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target)
+    rows = logits
+    if extra is not None:
+        rows = torch.cat([logits, torch.einsum("kchw,ec->kehw", visual, extra).flatten(2).amax(dim=2) / cfg.ezvsl_tau],
+                         dim=1)
+    return F.cross_entropy(rows, target) + F.cross_entropy(logits.t(), target)
 
 
 LOSSES = {"htf": htf_loss, "htf_paper": htf_paper_loss, "ezvsl": ezvsl_loss}
 
 
-def compute_loss(visual: torch.Tensor, audio: torch.Tensor, cfg: LossConfig) -> torch.Tensor:
-    """The loss named by ``cfg.name``."""
-    return LOSSES[cfg.name](visual, audio, cfg)
+def compute_loss(visual: torch.Tensor, audio: torch.Tensor, cfg: LossConfig,
+                 extra: torch.Tensor | None = None) -> torch.Tensor:
+    """The loss named by ``cfg.name``; ``extra`` (E, D) = embeddings of cfg.extra_negatives."""
+    return LOSSES[cfg.name](visual, audio, cfg, extra)

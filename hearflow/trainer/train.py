@@ -98,12 +98,32 @@ def _batches(loader, device):
         yield {k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in b.items()}
 
 
-def _forward_loss(model, batch, cfg: ExperimentConfig, device: torch.device):
+def extra_negative_spectrograms(cfg: ExperimentConfig, rate: int, seed) -> torch.Tensor | None:
+    """Spectrograms (E, 1, F, T) of cfg.loss.extra_negatives, made by the media layer from
+    fresh random noise each call: "silence" is noise at -80 dBFS, "noise" white noise at -20 dBFS."""
+    kinds = cfg.loss.extra_negatives
+    if not kinds:
+        return None
+    from hearflow.media.audio import log_spectrogram
+
+    unknown = set(kinds) - {"silence", "noise"}
+    if unknown:
+        raise HearflowError(f"loss.extra_negatives: unknown kind(s) {sorted(unknown)} (known: silence, noise)")
+    rng = np.random.default_rng(seed)
+    n = cfg.preprocess.window_samples(rate)
+    level = {"silence": 1e-4, "noise": 0.1}
+    waves = np.stack([level[k] * rng.standard_normal(n) for k in kinds]).astype(np.float32)
+    return torch.from_numpy(log_spectrogram(waves, rate, cfg.preprocess)[:, None].astype(np.float32))
+
+
+def _forward_loss(model, batch, cfg: ExperimentConfig, device: torch.device, extra_specs=None):
     use_amp = cfg.train.amp and device.type == "cuda"
+    extra = None if extra_specs is None else extra_specs.to(device)
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-        out = model(batch["frame"], batch["flow"], batch["spec"])
+        out = model(batch["frame"], batch["flow"], batch["spec"], extra)
+    extra_audio = out["extra_audio"].float() if extra is not None else None
     # the loss divides cosines by small temperatures: compute it in float32
-    return compute_loss(out["visual"].float(), out["audio"].float(), cfg.loss), out
+    return compute_loss(out["visual"].float(), out["audio"].float(), cfg.loss, extra_audio), out
 
 
 @torch.no_grad()
@@ -173,6 +193,7 @@ def train(cfg: ExperimentConfig, resume: bool = False, progress: bool = True) ->
     train_set = ClipDataset(index, train_idx, augment=cfg.train.augment, crop_scale=cfg.train.crop_scale,
                             seed=cfg.train.seed)
     val_set = ClipDataset(index, val_idx) if val_idx else None
+    train_rate = index.done[train_idx[0]]["rate"]  # the cache's audio rate (fixed unless "native")
     per_rank = cfg.train.batch_size // world
     if per_rank < 2:
         raise HearflowError(f"train.batch_size {cfg.train.batch_size} over {world} processes leaves < 2 per batch")
@@ -229,8 +250,9 @@ def train(cfg: ExperimentConfig, resume: bool = False, progress: bool = True) ->
         total, count = 0.0, 0
         bar = tqdm(_batches(loader, device), total=len(loader), desc=f"epoch {epoch + 1}/{cfg.train.epochs}",
                    unit="batch", disable=not (master and progress), leave=False)
-        for batch in bar:
-            loss, _ = _forward_loss(model, batch, cfg, device)
+        for step, batch in enumerate(bar):
+            extra_specs = extra_negative_spectrograms(cfg, train_rate, (cfg.train.seed, epoch, step))
+            loss, _ = _forward_loss(model, batch, cfg, device, extra_specs)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

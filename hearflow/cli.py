@@ -335,13 +335,21 @@ def _export(p):
     p.add_argument("--opset", type=int, default=None, help="ONNX opset (default 18)")
     p.add_argument("--no-check", action="store_true", help="skip the ONNX Runtime vs PyTorch check after export")
     p.add_argument("--device", default="cuda", help="CUDA device for TensorRT (default cuda)")
+    p.add_argument("--int8", action="store_true",
+                   help="also write statically quantized int8 graphs for ONNX Runtime on CPU (used by default "
+                        "when present; about 3x faster on CPUs with VNNI)")
+    p.add_argument("--calibration", default=None,
+                   help="dataset folder whose train clips calibrate --int8 (default: synthetic scenes)")
+    p.add_argument("--calibration-clips", type=int, default=None, help="clips used to calibrate --int8 (default 64)")
+    p.add_argument("--reduce-range", action="store_true", help="7-bit int8 weights, for CPUs without VNNI")
 
     def run(args):
         from hearflow.export import export_model, format_export
 
         data = export_model(args.checkpoint, args.out, format=args.format, fp16=args.fp16, opset=args.opset,
                             opt_batch=args.opt_batch, max_batch=args.max_batch, check=not args.no_check,
-                            device=args.device)
+                            device=args.device, int8=args.int8, calibration=args.calibration,
+                            calibration_clips=args.calibration_clips, reduce_range=args.reduce_range)
         print(format_export(data, args.out))
 
     return run

@@ -127,17 +127,23 @@ class OnnxRuntimeBackend(Backend):
         parallelism is inside each op, and more threads than cores only contend.
     verify: check the graph files against the manifest's sha256 first (a clear error for a
         damaged export instead of an obscure one from the runtime).
+    precision: 'fp32' or 'int8' (the statically quantized graphs of ``hearflow export
+        --int8``); None = the manifest's ``precision`` (fp32 unless the export made int8).
     """
 
     name = "onnxruntime"
 
-    def __init__(self, path, device: str = "auto", threads: int = 0, verify: bool = True):
+    def __init__(self, path, device: str = "auto", threads: int = 0, verify: bool = True,
+                 precision: str | None = None):
         import onnxruntime as ort
 
-        from hearflow.export.manifest import GRAPHS, ExportError, read_manifest
+        from hearflow.export.manifest import GRAPHS, PRECISIONS, ExportError, read_manifest
 
         self.manifest = read_manifest(path)
-        self.manifest.check_files(verify_hash=verify)
+        self.precision = precision or self.manifest.precision
+        if self.precision not in PRECISIONS:
+            raise HearflowError(f"unknown precision {self.precision!r} (known: {', '.join(PRECISIONS)})")
+        self.manifest.check_files(verify_hash=verify, precision=self.precision)
         self.preprocess = self.manifest.preprocess
         self.model_config = self.manifest.model_config
         self.uses_flow = self.manifest.uses_flow
@@ -170,7 +176,7 @@ class OnnxRuntimeBackend(Backend):
             providers = ["CPUExecutionProvider"]
         self.sessions = {}
         for graph in GRAPHS:
-            file = self.manifest.graph_path(graph)
+            file = self.manifest.graph_path(graph, self.precision)
             try:
                 self.sessions[graph] = ort.InferenceSession(str(file), opts, providers=providers)
             except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph/... types
@@ -188,6 +194,9 @@ class OnnxRuntimeBackend(Backend):
                 raise HearflowError("this model uses optical flow: pass flows")
             feed["flow"] = _f32(flows)
         return self.sessions["visual"].run(None, feed)[0]
+
+    def describe(self) -> str:
+        return f"{self.name} backend ({self.device}, {self.precision}), model {self.source}"
 
 
 def _cuda_device_present() -> bool:
@@ -255,7 +264,8 @@ def _looks_like_export(path: Path) -> bool:
     return path.is_dir() and any(path.glob("*.onnx"))
 
 
-def load_backend(path, backend: str | None = None, device: str = "auto", threads: int = 0) -> Backend:
+def load_backend(path, backend: str | None = None, device: str = "auto", threads: int = 0,
+                 precision: str | None = None) -> Backend:
     """Load a model for inference.
 
     path: a checkpoint folder (or model.safetensors) or an export folder (manifest.json).
@@ -263,6 +273,7 @@ def load_backend(path, backend: str | None = None, device: str = "auto", threads
         manifest's default for an export folder.
     device: 'auto', 'cpu', 'cuda' or 'cuda:N' (TensorRT: CUDA only).
     threads: CPU threads (0 = the runtime's choice; onnxruntime: physical cores).
+    precision: onnxruntime only: 'fp32' or 'int8' graphs; None = the manifest's choice.
     """
     from hearflow.export.manifest import ExportError, read_manifest
 
@@ -282,4 +293,8 @@ def load_backend(path, backend: str | None = None, device: str = "auto", threads
     if backend != "torch" and not export:
         raise HearflowError(f"{path}: the {backend} backend needs an export folder; make one with "
                             f"`hearflow export {path} --to DIR`")
+    if precision is not None and backend != "onnxruntime":
+        raise HearflowError(f"precision {precision!r} applies to the onnxruntime backend, not {backend}")
+    if backend == "onnxruntime":
+        return OnnxRuntimeBackend(path, device=device, threads=threads, precision=precision)
     return BACKENDS[backend](path, device=device, threads=threads)

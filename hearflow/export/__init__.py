@@ -2,11 +2,12 @@
 
     export_model("runs/htf/best", "exports/htf")                       # ONNX (onnxruntime)
     export_model("runs/htf/best", "exports/htf", format="tensorrt", fp16=True)
+    export_model("runs/htf/best", "exports/htf", int8=True, calibration="data/synth")  # + INT8 (CPU)
 
 The folder is loaded with :func:`hearflow.engine.backends.load_backend`. Modules:
 :mod:`~hearflow.export.manifest` (what the folder holds), :mod:`~hearflow.export.onnx`
-(the exporter), :mod:`~hearflow.export.tensorrt` (engines), :mod:`~hearflow.export.bench`
-(speed).
+(the exporter), :mod:`~hearflow.export.tensorrt` (engines), :mod:`~hearflow.export.quantize`
+(INT8 graphs for the CPU), :mod:`~hearflow.export.bench` (speed).
 """
 
 from __future__ import annotations
@@ -14,7 +15,15 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from hearflow.export.manifest import ExportError, Manifest, UnsupportedModel, read_manifest, read_onnx_metadata
+from hearflow.export.manifest import (
+    INT8_FILES,
+    PRECISIONS,
+    ExportError,
+    Manifest,
+    UnsupportedModel,
+    read_manifest,
+    read_onnx_metadata,
+)
 
 FORMATS = ("onnx", "tensorrt")
 
@@ -29,6 +38,11 @@ def export_model(
     max_batch: int = 32,
     check: bool = True,
     device: str = "cuda",
+    int8: bool = False,
+    calibration=None,
+    calibration_clips: int | None = None,
+    reduce_range: bool = False,
+    progress: bool = True,
 ) -> dict:
     """Export ``checkpoint`` to folder ``out``; returns the manifest dict.
 
@@ -42,11 +56,27 @@ def export_model(
         tuned for opt_batch).
     check: compare ONNX Runtime with PyTorch on random inputs after exporting.
     device: CUDA device the engines are built for (tensorrt only).
+    int8: also write statically quantized INT8 graphs (onnx only, for onnxruntime on the
+        CPU) and make them the default; see :mod:`hearflow.export.quantize`.
+    calibration: dataset folder or prepared cache whose clips calibrate the INT8 graphs;
+        None = synthetic scenes (int8 only).
+    calibration_clips: clips to calibrate on; None = 64 (int8 only).
+    reduce_range: 7-bit INT8 weights, for x86 CPUs without VNNI (int8 only).
+    progress: progress bar while a calibration dataset is prepared (int8 only).
     """
     if format not in FORMATS:
         raise ExportError(f"unknown export format {format!r} (known: {', '.join(FORMATS)})")
     if fp16 and format != "tensorrt":
         raise ExportError("--fp16 applies to TensorRT engines: add --format tensorrt")
+    if int8 and format != "onnx":
+        raise ExportError("--int8 makes ONNX Runtime graphs for the CPU; TensorRT engines take --fp16 instead")
+    if not int8 and (calibration is not None or calibration_clips is not None or reduce_range):
+        raise ExportError("--calibration, --calibration-clips and --reduce-range apply to --int8 exports")
+    # bad calibration options fail before the (slow) ONNX export
+    if calibration is not None and not Path(calibration).exists():
+        raise ExportError(f"{calibration}: calibration data not found (give a dataset folder or a prepared cache)")
+    if calibration_clips is not None and calibration_clips < 1:
+        raise ExportError(f"--calibration-clips must be >= 1, got {calibration_clips}")
     settings = None
     if format == "tensorrt":
         from hearflow.export import tensorrt
@@ -65,6 +95,17 @@ def export_model(
         data = tensorrt.build_tensorrt(out, settings, device=device)
         if checked is not None:
             data["check_max_diff"] = checked
+    if not int8:  # INT8 graphs of an earlier export in this folder no longer match
+        for name in INT8_FILES.values():
+            (Path(out) / name).unlink(missing_ok=True)
+    else:
+        from hearflow.export.quantize import CALIBRATION_CLIPS, quantize_export
+
+        checked = data.get("check_max_diff")
+        data = quantize_export(out, calibration, calibration_clips or CALIBRATION_CLIPS,
+                               reduce_range=reduce_range, progress=progress)
+        if checked is not None:
+            data["check_max_diff"] = checked
     return data
 
 
@@ -81,7 +122,7 @@ def format_export(data: dict, out) -> str:
         size = os.path.getsize(out / g["file"]) / 1e6
         ins = ", ".join(f"{t['name']} {tuple(t['shape'])}" for t in g["inputs"])
         output = g["outputs"][0]
-        lines.append(f"  {g['file']:<12} {size:6.1f} MB  {ins} → {output['name']} {tuple(output['shape'])}")
+        lines.append(f"  {g['file']:<16} {size:6.1f} MB  {ins} → {output['name']} {tuple(output['shape'])}")
     trt = data.get("tensorrt")
     if trt:
         prec = "FP16" if trt["fp16"] else "FP32"
@@ -89,6 +130,18 @@ def format_export(data: dict, out) -> str:
         lines.append(f"  TensorRT {built['tensorrt']} {prec} engines for {built['gpu']}: "
                      f"{', '.join(trt['engines'].values())} "
                      f"(batch 1..{trt['max_batch']}, tuned for {trt['opt_batch']})")
+    q = data.get("int8")
+    if q:
+        for graph, g in q["graphs"].items():
+            size = os.path.getsize(out / g["file"]) / 1e6
+            lines.append(f"  {g['file']:<16} {size:6.1f} MB  INT8 ({q['nodes_quantized'][graph]} nodes quantized)")
+        cal, check = q["calibration"], q.get("check", {})
+        split = f", {cal['split']} split" if cal.get("split") else ""
+        lines.append(f"  INT8: calibrated on {cal['clips']} clips of {cal['source']}{split}; vs FP32: map correlation "
+                     f"mean {check.get('map_correlation_mean', float('nan')):.3f} "
+                     f"(min {check.get('map_correlation_min', float('nan')):.3f}), audio embedding cosine "
+                     f"min {check.get('audio_cosine_min', float('nan')):.3f}")
+        lines.append(f"  onnxruntime loads the {data.get('precision', 'fp32').upper()} graphs by default")
     if "check_max_diff" in data:
         lines.append(f"  check: ONNX Runtime vs PyTorch max abs difference {data['check_max_diff']:.1e}")
     lines.append(f"  default backend: {data['default_backend']} (load with load_backend('{out}'))")
@@ -97,5 +150,5 @@ def format_export(data: dict, out) -> str:
 
 __all__ = [
     "export_model", "format_export", "ExportError", "UnsupportedModel", "Manifest", "read_manifest",
-    "read_onnx_metadata", "FORMATS",
+    "read_onnx_metadata", "FORMATS", "PRECISIONS",
 ]

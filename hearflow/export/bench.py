@@ -8,6 +8,10 @@ visual call per frame and one audio call every ``audio_every`` frames.
 
 A checkpoint runs on ``torch`` and, when onnxruntime/tensorrt are asked for, is exported
 to a temporary folder first, so the runtimes can be compared side by side on one model.
+``onnxruntime-int8`` / ``onnxruntime-fp32`` name one precision of onnxruntime (plain
+``onnxruntime``: the export's default); a temporary export gets INT8 graphs calibrated
+on a few synthetic scenes (speed does not depend on the calibration), an export folder
+must have them already (``hearflow export --int8``).
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ import numpy as np
 from hearflow.errors import HearflowError
 
 DEFAULT_BATCHES = (1, 32)
+BENCH_CALIBRATION_CLIPS = 8
+"""Synthetic calibration clips for the INT8 graphs of a temporary export (timing only)."""
 AUDIO_EVERY = 3
 """Frames per audio call assumed for the per-frame cost (the engine embeds audio once per hop)."""
 
@@ -93,8 +99,11 @@ def bench_backend(backend, batch_sizes=DEFAULT_BATCHES, warmup: int = 5, iterati
                 "median_ms": float(np.median(t)), "p99_ms": float(np.percentile(t, 99)),
                 "min_ms": float(t.min()), "items_per_s": float(batch * 1e3 / np.median(t)),
             })
+    precision = getattr(backend, "precision", "fp32")
     run = {
-        "backend": backend.name, "device": str(backend.device),
+        # onnxruntime-int8 when the backend runs quantized graphs, so runs stay distinguishable
+        "backend": backend.name + ("" if precision == "fp32" else f"-{precision}"),
+        "precision": precision, "device": str(backend.device),
         "threads": getattr(backend, "threads", None) or _torch_threads(backend), "rows": rows,
     }
     one = {r["graph"]: r["median_ms"] for r in rows if r["batch"] == 1}
@@ -125,7 +134,7 @@ def bench_model(
     model_path: checkpoint folder (torch; exported to a temporary folder for
         onnxruntime/tensorrt) or export folder (onnxruntime/tensorrt).
     backend: a name, a comma-separated string or a list ('torch', 'onnxruntime',
-        'tensorrt'); None = the model's default backend.
+        'onnxruntime-fp32', 'onnxruntime-int8', 'tensorrt'); None = the model's default backend.
     batch_sizes: batch sizes to time (batch 1: live latency; 32: offline throughput).
     threads: CPU threads for torch / onnxruntime (0 = their default: physical cores).
     warmup: untimed calls first (allocations, kernel selection, caches).
@@ -137,6 +146,7 @@ def bench_model(
     Returns {model, model_config, preprocess sizes, machine, settings, runs: [...]}.
     """
     from hearflow.engine.backends import is_export_dir, load_backend
+    from hearflow.export.manifest import read_manifest
 
     model_path = Path(model_path)
     if isinstance(backend, str):
@@ -150,14 +160,24 @@ def bench_model(
     try:
         for name in names:
             path = model_path
-            if name in ("onnxruntime", "tensorrt") and export_dir is None:
+            base, _, precision = (name or "").partition("-")
+            if name is not None and base == "onnxruntime" and precision not in ("", "fp32", "int8"):
+                raise HearflowError(f"unknown backend {name!r} (onnxruntime-fp32 or onnxruntime-int8)")
+            if base in ("onnxruntime", "tensorrt") and export_dir is None:
                 if tmp is None:  # one temporary export serves both runtimes
                     from hearflow.export.onnx import export_onnx
 
                     tmp = tempfile.TemporaryDirectory(prefix="hearflow-bench-")
                     export_onnx(model_path, tmp.name, check=False)
                 path = Path(tmp.name)
-            be = load_backend(path, name, device=device, threads=threads)
+                if precision == "int8" and "int8" not in read_manifest(path).precisions:
+                    from hearflow.export.quantize import quantize_export
+
+                    quantize_export(path, clips=BENCH_CALIBRATION_CLIPS, default=False, progress=False)
+            if base == "onnxruntime":
+                be = load_backend(path, base, device=device, threads=threads, precision=precision or None)
+            else:
+                be = load_backend(path, name, device=device, threads=threads)
             runs.append(bench_backend(be, batch_sizes, warmup, iterations, budget_s, audio_every))
             del be
     finally:
@@ -199,13 +219,13 @@ def format_bench(result: dict, goal_ms: float | None = None) -> str:
         f"frame {result['image_size']}², spectrogram {result['spectrogram'][0]}×{result['spectrogram'][1]}",
         f"machine: {mach['cpu']}, {mach['physical_cores']} physical cores"
         + (f", GPU {mach['gpu']}" if mach.get("gpu") else ""),
-        f"{'backend':<12} {'device':<7} {'thr':>3}  {'graph':<7} {'batch':>5}  {'median ms':>10} "
+        f"{'backend':<16} {'device':<7} {'thr':>3}  {'graph':<7} {'batch':>5}  {'median ms':>10} "
         f"{'p99 ms':>9} {'min ms':>9} {'items/s':>9}  {'n':>3}",
     ]
     for run in result["runs"]:
         for r in run["rows"]:
             lines.append(
-                f"{run['backend']:<12} {run['device']:<7} {run['threads'] or '-':>3}  {r['graph']:<7} {r['batch']:>5}  "
+                f"{run['backend']:<16} {run['device']:<7} {run['threads'] or '-':>3}  {r['graph']:<7} {r['batch']:>5}  "
                 f"{r['median_ms']:>10.2f} {r['p99_ms']:>9.2f} {r['min_ms']:>9.2f} {r['items_per_s']:>9.1f}  {r['n']:>3}"
             )
     every = result["settings"]["audio_every"]

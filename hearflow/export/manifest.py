@@ -9,6 +9,10 @@ An export folder is usable without the checkpoint it came from::
     visual.onnx     frame (batch, 3, S, S) [, flow (batch, 2, S, S)], audio_embedding
                     (batch, D) → map (batch, m, n)
     *.engine ...    TensorRT engines, their build keys and the timing cache (optional)
+    audio.int8.onnx, visual.int8.onnx
+                    statically quantized copies of the two graphs (optional, ``--int8``;
+                    same inputs/outputs); the manifest's ``int8`` section lists them with
+                    their calibration, and ``precision`` says which set onnxruntime loads
 
 Each .onnx file also carries the same description in its ``metadata_props`` (keys
 ``hearflow.*``), so a single graph file can be traced back to its model and
@@ -29,6 +33,9 @@ MANIFEST = "manifest.json"
 GRAPHS = ("audio", "visual")
 """The two graphs: the engine runs audio every hop and visual every frame."""
 GRAPH_FILES = {"audio": "audio.onnx", "visual": "visual.onnx"}
+INT8_FILES = {"audio": "audio.int8.onnx", "visual": "visual.int8.onnx"}
+PRECISIONS = ("fp32", "int8")
+"""Graph sets an export folder can hold: the exported FP32 graphs, and INT8 ones (CPU)."""
 BACKENDS = ("onnxruntime", "tensorrt")
 """Backends an export folder can name as its default."""
 META_PREFIX = "hearflow."
@@ -95,21 +102,38 @@ class Manifest:
     def tensorrt(self) -> dict | None:
         return self.data.get("tensorrt")
 
-    def graph_path(self, graph: str) -> Path:
-        return self.path / self.graphs[graph]["file"]
+    @property
+    def precision(self) -> str:
+        """The graph set onnxruntime loads by default: 'fp32' (also for manifests before int8) or 'int8'."""
+        return self.data.get("precision", "fp32")
+
+    @property
+    def precisions(self) -> tuple[str, ...]:
+        """The graph sets this folder holds."""
+        return ("fp32", "int8") if self.data.get("int8") else ("fp32",)
+
+    def _graph_entry(self, graph: str, precision: str) -> dict:
+        if precision not in self.precisions:
+            raise ExportError(f"{self.path}: no {precision} graphs in this export folder "
+                              f"(it has {', '.join(self.precisions)}; add int8 with `hearflow export --int8`)")
+        return self.data["int8"]["graphs"][graph] if precision == "int8" else self.graphs[graph]
+
+    def graph_path(self, graph: str, precision: str = "fp32") -> Path:
+        return self.path / self._graph_entry(graph, precision)["file"]
 
     def input_names(self, graph: str) -> list[str]:
         return [t["name"] for t in self.graphs[graph]["inputs"]]
 
-    def check_files(self, verify_hash: bool = True) -> None:
-        """Raise ExportError if a graph file is missing or (verify_hash) differs from the manifest."""
+    def check_files(self, verify_hash: bool = True, precision: str = "fp32") -> None:
+        """Raise ExportError if a graph file of ``precision`` is missing or (verify_hash)
+        differs from the manifest."""
         from hearflow.model.checkpoint import file_sha256
 
         for graph in GRAPHS:
-            p = self.graph_path(graph)
+            p = self.graph_path(graph, precision)
             if not p.is_file():
                 raise ExportError(f"{p}: ONNX file missing from the export folder (re-export the model)")
-            if verify_hash and file_sha256(p) != self.graphs[graph]["sha256"]:
+            if verify_hash and file_sha256(p) != self._graph_entry(graph, precision)["sha256"]:
                 raise ExportError(
                     f"{p}: file does not match the sha256 in {MANIFEST} (changed or corrupt; re-export the model)"
                 )
@@ -139,6 +163,15 @@ def read_manifest(folder) -> Manifest:
         g = data["graphs"].get(graph)
         if not isinstance(g, dict) or not all(k in g for k in ("file", "sha256", "inputs", "outputs")):
             raise ExportError(f"{path}: graph '{graph}' missing or incomplete; re-export the model")
+    precision = data.get("precision", "fp32")
+    if precision not in PRECISIONS:
+        raise ExportError(f"{path}: unknown precision {precision!r} (known: {', '.join(PRECISIONS)})")
+    int8 = data.get("int8")
+    if int8 is not None or precision == "int8":
+        graphs = int8.get("graphs") if isinstance(int8, dict) else None
+        if not isinstance(graphs, dict) or not all(
+                isinstance(graphs.get(g), dict) and "file" in graphs[g] and "sha256" in graphs[g] for g in GRAPHS):
+            raise ExportError(f"{path}: 'int8' section missing or incomplete; re-export the model with --int8")
     backend = data.get("default_backend", "onnxruntime")
     if backend not in BACKENDS:
         raise ExportError(f"{path}: unknown default_backend {backend!r} (known: {', '.join(BACKENDS)})")
@@ -154,9 +187,10 @@ def write_manifest(folder, data: dict) -> Path:
     return path
 
 
-def onnx_metadata(data: dict, graph: str) -> dict[str, str]:
+def onnx_metadata(data: dict, graph: str, precision: str = "fp32") -> dict[str, str]:
     """The ``metadata_props`` of one graph file: the manifest's description of the model,
-    its preprocessing and this graph's inputs/outputs, as strings (JSON where structured)."""
+    its preprocessing and this graph's inputs/outputs, as strings (JSON where structured);
+    quantized files also carry ``precision`` (absent = fp32)."""
     g = data["graphs"][graph]
     fields = {
         "format": FORMAT,
@@ -168,6 +202,8 @@ def onnx_metadata(data: dict, graph: str) -> dict[str, str]:
         "inputs": json.dumps(g["inputs"]),
         "outputs": json.dumps(g["outputs"]),
     }
+    if precision != "fp32":
+        fields["precision"] = precision
     return {META_PREFIX + k: v for k, v in fields.items()}
 
 
@@ -175,7 +211,8 @@ def read_onnx_metadata(path) -> dict:
     """The hearflow description stored in an .onnx file (JSON fields decoded).
 
     Returns a dict with format, graph, version, source_sha256, model, preprocess,
-    inputs, outputs; raises ExportError when the file is unreadable or has none.
+    inputs, outputs, precision ('fp32' or 'int8'); raises ExportError when the file is
+    unreadable or has none.
     """
     import onnx
 
@@ -191,4 +228,5 @@ def read_onnx_metadata(path) -> dict:
         raise ExportError(f"{path}: no hearflow metadata in this ONNX file (not exported by hearflow)")
     for key in ("model", "preprocess", "inputs", "outputs"):
         props[key] = json.loads(props[key])
+    props.setdefault("precision", "fp32")
     return props

@@ -1220,7 +1220,7 @@ def generate(
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=len(tasks), unit="clip", desc="synth", dynamic_ncols=True)
+        bar = tqdm(total=len(tasks), unit="clip", desc="synth", dynamic_ncols=True, disable=None)  # off when not a terminal
     try:
         if workers <= 1 or len(tasks) <= 1:
             for task in tasks:

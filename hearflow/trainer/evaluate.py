@@ -109,7 +109,8 @@ def run_backend(backend, dataset, batch_size: int = 32, progress: bool = True) -
 
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0)
     maps = {}
-    for b in tqdm(loader, desc="eval", unit="batch", disable=not progress, leave=False):
+    # disable=None: no bar when not on a terminal
+    for b in tqdm(loader, desc="eval", unit="batch", disable=None if progress else True, leave=False):
         emb = backend.embed_audio(b["spec"].numpy())
         flows = b["flow"].numpy() if backend.uses_flow else None
         for i, m in zip(b["index"].tolist(), backend.localize(b["frame"].numpy(), flows, emb)):

@@ -252,7 +252,7 @@ def prepare(
             min(workers, len(todo)), initializer=_init_worker, initargs=(cfg.to_dict(),)
         ) as pool:
             bar = tqdm(total=len(clips), initial=len(clips) - len(todo), desc="prepare", unit="clip",
-                       disable=not progress)
+                       disable=None if progress else True)  # None: off when not a terminal
             try:
                 for index, s, error in pool.imap_unordered(_process, todo, chunksize=2):
                     rec = {"index": index, "id": clips[index].id}

@@ -249,7 +249,7 @@ def train(cfg: ExperimentConfig, resume: bool = False, progress: bool = True) ->
         train_set.set_epoch(epoch)
         total, count = 0.0, 0
         bar = tqdm(_batches(loader, device), total=len(loader), desc=f"epoch {epoch + 1}/{cfg.train.epochs}",
-                   unit="batch", disable=not (master and progress), leave=False)
+                   unit="batch", disable=None if (master and progress) else True, leave=False)
         for step, batch in enumerate(bar):
             extra_specs = extra_negative_spectrograms(cfg, train_rate, (cfg.train.seed, epoch, step))
             loss, _ = _forward_loss(model, batch, cfg, device, extra_specs)

@@ -67,3 +67,17 @@ def test_ddp_two_gloo_processes(synth_dir, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "(2 processes)" in proc.stdout
     assert load_checkpoint(tmp_path / "ddp" / "last").meta["epoch"] == 1
+
+
+@pytest.mark.timeout(300)
+def test_loader_workers_give_the_same_training(synth_dir, tmp_path):
+    # workers come from a fork server; OpenCV's pool running here first must not matter
+    import cv2
+    import numpy as np
+
+    cv2.resize(np.zeros((2000, 2000, 3), np.uint8), (1500, 1500), interpolation=cv2.INTER_CUBIC)
+    a = train(small_cfg(synth_dir, tmp_path / "w0", **{"train.epochs": 1}), progress=False)
+    b = train(small_cfg(synth_dir, tmp_path / "w2", **{"train.epochs": 1, "data.workers": 2}), progress=False)
+    wa, wb = weights(a / "last"), weights(b / "last")
+    for k in wa:
+        assert torch.allclose(wa[k].float(), wb[k].float(), atol=1e-5), k

@@ -1228,8 +1228,9 @@ def generate(
                 if bar is not None:
                     bar.update()
         else:
-            methods = multiprocessing.get_all_start_methods()
-            ctx = multiprocessing.get_context("fork" if "fork" in methods else None)
+            # spawn, not fork: a child forked from a process whose OpenCV (or OpenMP) thread
+            # pool is running waits forever on threads that were not copied
+            ctx = multiprocessing.get_context("spawn")
             with ctx.Pool(min(workers, len(tasks)), initializer=_init_worker) as pool:
                 for res in pool.imap(_make_clip, tasks, chunksize=1):
                     results.append(res)

@@ -97,6 +97,10 @@ class ClipDataset(Dataset):
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
+    def __getstate__(self):
+        # sent to worker processes: they reopen the memmaps rather than receive copies
+        return {**self.__dict__, "_arrays": None}
+
     def __len__(self) -> int:
         return len(self.indices)
 
@@ -143,3 +147,22 @@ class ClipDataset(Dataset):
             other = self.indices[(k + max(1, len(self.indices) // 2)) % len(self.indices)]
             return self.audio_of(other)
         raise ValueError(f"unknown audio_override {self.audio_override!r}")
+
+
+def worker_context(num_workers: int):
+    """The multiprocessing context for DataLoader workers (None when loading in-process).
+
+    A fork server rather than plain fork: a worker forked from a process whose OpenCV or
+    OpenMP thread pool is already running (an evaluation, the engine, a notebook) waits
+    forever on threads that were not copied. The server itself never runs those pools, and
+    preloading this module keeps each worker's start as cheap as a fork.
+    """
+    if num_workers <= 0:
+        return None
+    import multiprocessing
+
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return None  # platforms without it (Windows) spawn by default
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["hearflow.trainer.data"])
+    return ctx

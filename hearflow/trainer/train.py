@@ -33,7 +33,7 @@ from hearflow.errors import HearflowError
 from hearflow.model import create_model
 from hearflow.model.checkpoint import load_checkpoint, save_checkpoint
 from hearflow.trainer.config import ExperimentConfig
-from hearflow.trainer.data import CacheIndex, ClipDataset
+from hearflow.trainer.data import CacheIndex, ClipDataset, worker_context
 from hearflow.trainer.losses import compute_loss
 from hearflow.trainer.prepare import ensure_cache
 
@@ -132,7 +132,8 @@ def validate(model, dataset: ClipDataset, cfg: ExperimentConfig, device: torch.d
     from hearflow.trainer.evaluate import score_maps
 
     model.eval()
-    loader = DataLoader(dataset, batch_size=cfg.train.batch_size, shuffle=False, num_workers=cfg.data.workers)
+    loader = DataLoader(dataset, batch_size=cfg.train.batch_size, shuffle=False, num_workers=cfg.data.workers,
+                        multiprocessing_context=worker_context(cfg.data.workers))
     losses, maps = [], {}
     for batch in _batches(loader, device):
         loss, out = _forward_loss(model, batch, cfg, device)
@@ -204,6 +205,7 @@ def train(cfg: ExperimentConfig, resume: bool = False, progress: bool = True) ->
                                  drop_last=True)
     loader = DataLoader(train_set, batch_size=per_rank, sampler=sampler, drop_last=True,
                         num_workers=cfg.data.workers, persistent_workers=False,
+                        multiprocessing_context=worker_context(cfg.data.workers),
                         pin_memory=device.type == "cuda")
 
     # 3. model, optimizer, schedule, resume ---------------------------------------------

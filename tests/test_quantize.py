@@ -108,6 +108,8 @@ def test_manifest_metadata_and_format_record_the_precision(int8_export, synth_di
     assert "visual.int8.onnx" in text and "INT8" in text and synth_dir.name in text
     assert load_backend(out).precision == "int8"
     assert load_backend(out, precision="fp32").precision == "fp32"
+    assert load_backend(out, "onnxruntime-fp32").precision == "fp32"
+    assert load_backend(out, "onnxruntime-int8").precision == "int8"
 
 
 def test_only_the_trunks_are_quantized(int8_export):
@@ -172,6 +174,10 @@ def test_precision_errors(int8_export, tmp_path):
         OnnxRuntimeBackend(out, device="cpu", precision="fp8")
     with pytest.raises(HearflowError, match="onnxruntime backend"):
         load_backend(ckpt, precision="int8")
+    with pytest.raises(HearflowError, match="unknown backend 'onnxruntime-fp8'"):
+        load_backend(out, "onnxruntime-fp8")
+    with pytest.raises(HearflowError, match="contradicts"):
+        load_backend(out, "onnxruntime-int8", precision="fp32")
     # options that need --int8, --int8 with TensorRT, missing calibration data
     with pytest.raises(ExportError, match="apply to --int8"):
         export_model(ckpt, tmp_path / "x", calibration=tmp_path)

@@ -270,12 +270,13 @@ def load_backend(path, backend: str | None = None, device: str = "auto", threads
 
     path: a checkpoint folder (or model.safetensors) or an export folder (manifest.json).
     backend: 'torch', 'onnxruntime' or 'tensorrt'; None = torch for a checkpoint, the
-        manifest's default for an export folder.
+        manifest's default for an export folder. 'onnxruntime-fp32' / 'onnxruntime-int8'
+        name the precision too (the same as ``precision``).
     device: 'auto', 'cpu', 'cuda' or 'cuda:N' (TensorRT: CUDA only).
     threads: CPU threads (0 = the runtime's choice; onnxruntime: physical cores).
     precision: onnxruntime only: 'fp32' or 'int8' graphs; None = the manifest's choice.
     """
-    from hearflow.export.manifest import ExportError, read_manifest
+    from hearflow.export.manifest import PRECISIONS, ExportError, read_manifest
 
     path = Path(path)
     if not path.exists():
@@ -285,6 +286,13 @@ def load_backend(path, backend: str | None = None, device: str = "auto", threads
         raise ExportError(f"{path}: has ONNX files but no manifest.json (incomplete export; re-export the model)")
     if backend is None:
         backend = read_manifest(path).default_backend if export else "torch"
+    base, _, suffix = backend.partition("-")
+    if base == "onnxruntime" and suffix:
+        if suffix not in PRECISIONS:
+            raise HearflowError(f"unknown backend {backend!r} (onnxruntime-{' or onnxruntime-'.join(PRECISIONS)})")
+        if precision is not None and precision != suffix:
+            raise HearflowError(f"backend {backend!r} contradicts precision {precision!r}")
+        backend, precision = base, suffix
     if backend not in BACKENDS:
         raise HearflowError(f"unknown backend {backend!r} (available: {', '.join(BACKENDS)})")
     if backend == "torch" and export:

@@ -167,7 +167,8 @@ class Engine:
     # --- the inference thread ------------------------------------------------------
     def _infer_loop(self, runners, capture_done: threading.Event) -> None:
         pre, be = self.pre, self.backend
-        self._flow_est = FlowEstimator(pre) if be.uses_flow else None
+        if not hasattr(self, "_flow_est"):
+            self._flow_est = FlowEstimator(pre) if be.uses_flow else None
         full = getattr(self.video, "full_audio", None) or getattr(self.audio, "full_audio", None)
         self._windows = AudioWindows(pre, self.rate, self.ring, full if not self.realtime else None) if self.audio else None
         self._emb, self._emb_t, self._level, self._warming = None, -math.inf, -120.0, False
@@ -239,11 +240,26 @@ class Engine:
             r.put_result(result)
 
     # --- supervision ---------------------------------------------------------------
+    def warm_up(self) -> None:
+        """One call of each graph on zeros: runtimes allocate and pick kernels on their first
+        call, which would otherwise make the first live frames late (and drop some)."""
+        pre, be = self.pre, self.backend
+        s = pre.image_size
+        emb = be.embed_audio(np.zeros((1, 1, pre.spectrogram_bins, pre.spectrogram_frames(self.rate)), np.float32))
+        be.localize(np.zeros((1, 3, s, s), np.float32), np.zeros((1, 2, s, s), np.float32) if be.uses_flow else None,
+                    emb)
+        self._flow_est = FlowEstimator(pre) if be.uses_flow else None
+        if self._flow_est is not None:  # DIS allocates its pyramids on the first pair too
+            w, h = getattr(self.video, "size", None) or (s, s)
+            gray = np.zeros((s, s) if pre.flow_resolution == "model" else (h, w), np.uint8)
+            self._flow_est(gray, gray, 30.0)
+
     def run(self) -> dict:
         """Run until the source ends, ``duration``, Ctrl-C or a sink asks to stop; return the summary."""
         from hearflow.engine.sinks import SinkRunner, StreamInfo
         from hearflow.engine.sources import CaptureContext
 
+        self.warm_up()
         clock0 = time.monotonic()
         self.counters.started = clock0
         info = StreamInfo(

@@ -174,10 +174,7 @@ def bench_model(
                     from hearflow.export.quantize import quantize_export
 
                     quantize_export(path, clips=BENCH_CALIBRATION_CLIPS, default=False, progress=False)
-            if base == "onnxruntime":
-                be = load_backend(path, base, device=device, threads=threads, precision=precision or None)
-            else:
-                be = load_backend(path, name, device=device, threads=threads)
+            be = load_backend(path, name, device=device, threads=threads)
             runs.append(bench_backend(be, batch_sizes, warmup, iterations, budget_s, audio_every))
             del be
     finally:

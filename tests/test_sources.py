@@ -498,3 +498,81 @@ def test_missing_microphone_is_one_clear_line():
         open_sources("synth", "mic:no-such-microphone-xyz", CFG, realtime=True)
     msg = str(exc.value)
     assert ("no microphone" in msg or "libportaudio2" in msg) and "\n" not in msg
+
+
+class FakeSoundDevice:
+    """The part of the sounddevice module MicSource uses, for a microphone that can be
+    unplugged: while unplugged, opening fails and a running stream stops calling back and
+    turns inactive, as PortAudio does when its device vanishes."""
+
+    class PortAudioError(Exception):
+        pass
+
+    def __init__(self, block=441):
+        self.plugged, self.block, self.opened = True, block, 0
+
+    def InputStream(self, device, channels, samplerate, dtype, blocksize, callback):  # noqa: N802 - sounddevice's name
+        if not self.plugged:
+            raise self.PortAudioError("Error opening InputStream: Device unavailable [PaErrorCode -9985]")
+        self.opened += 1
+        return FakeStream(self, samplerate, callback)
+
+
+class FakeStream:
+    def __init__(self, sd, rate, callback):
+        self.sd, self.rate, self.callback = sd, rate, callback
+        self.active, self._stop = False, threading.Event()
+
+    def start(self):
+        self.active = True
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def _run(self):
+        n, k = self.sd.block, 0
+        while not self._stop.is_set():
+            if not self.sd.plugged:
+                self.active = False  # the device vanished: no more callbacks
+                return
+            now = time.monotonic()
+            block = np.full((n, 1), k % 7 / 10, np.float32)
+            info = type("TimeInfo", (), {"inputBufferAdcTime": now - n / self.rate, "currentTime": now})()
+            self.callback(block, n, info, 0)
+            k += 1
+            time.sleep(n / self.rate)
+
+    def close(self):
+        self._stop.set()
+        self.active = False
+
+
+def test_mic_lost_is_reopened_with_backoff_and_audio_resumes():
+    from hearflow.engine.devices import MicSource
+
+    sd = FakeSoundDevice()
+    mic = MicSource(None, CFG, backoff=(0.05, 0.4))
+    mic.sd = sd  # what open() sets after checking the device; the fake stands in for PortAudio
+    ctx, logs = make_ctx(mic.rate, realtime=True)
+    th = threading.Thread(target=mic.run, args=(ctx,), daemon=True)
+    th.start()
+
+    def wait_for(cond, timeout=5.0):
+        deadline = time.monotonic() + timeout
+        while not cond() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return cond()
+
+    assert wait_for(lambda: ctx.ring.written >= mic.rate // 4)
+    sd.plugged = False
+    assert wait_for(lambda: any("lost" in m for m in logs))
+    time.sleep(0.3)  # a few reopening attempts fail while it is unplugged
+    before = ctx.ring.written
+    sd.plugged = True
+    assert wait_for(lambda: any("is back" in m for m in logs))
+    assert wait_for(lambda: ctx.ring.written >= before + mic.rate // 4)
+    ctx.stop.set()
+    th.join(3)
+    assert not th.is_alive()
+    assert ctx.counters.reconnects == 1 and ctx.counters.errors >= 1 and sd.opened == 2
+    assert any("unavailable" in m and "PaErrorCode" in m for m in logs)  # the failed reopenings, with the cause
+    # the ring's timeline follows the clock across the gap instead of splicing the two stretches
+    assert abs(ctx.ring.end_time - (time.monotonic() - ctx.clock0)) < 0.2

@@ -260,7 +260,8 @@ def _run(p):
     p.add_argument("--summary", default=None, help="also write the JSON summary to this file")
     p.add_argument("--zmq-overlay", action="store_true", help="also publish JPEG overlays on topic hearflow.overlay")
     p.add_argument("--frame-id", default="camera", help="frame_id in ZeroMQ headers (default camera)")
-    p.add_argument("--threads", type=int, default=0, help="CPU threads for inference (0 = runtime default)")
+    p.add_argument("--threads", type=int, default=0,
+                   help="CPU threads for inference (0 = physical cores minus one, left for capture and flow)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (torch / onnxruntime backends)")
     p.add_argument("--no-status", action="store_true", help="no status line")
     p.add_argument("overrides", nargs="*", help="EngineConfig overrides, e.g. audio_hop=0.2 energy_gate_db=-45")

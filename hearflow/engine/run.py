@@ -94,6 +94,12 @@ def run_engine(
     line = StatusLine() if status else None
     log = line.log if line else stderr_log
     sinks = parse_sinks(sink, zmq_overlay=zmq_overlay, frame_id=frame_id)  # bad --sink fails before loading
+    if threads == 0:
+        from hearflow.engine.backends import physical_cores
+
+        # leave a core to capture, decoding and flow: on 2 cores a 2-thread runtime pool
+        # competes with them and drops frames (docs/benchmarks.md, Engine)
+        threads = max(1, physical_cores() - 1)
     be = load_backend(model, backend, device=device, threads=threads)
     pre = be.preprocess
     if realtime and pre.audio_window == "centered" and audio != "none":
@@ -113,7 +119,7 @@ def run_engine(
                 close()
         if line:
             line.end()
-    summary.update(video=video, audio=audio, sinks=summary["sinks"])
+    summary.update(video=video, audio=audio, sinks=summary["sinks"], threads=threads)
     if summary_path:
         path = Path(summary_path)
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -212,3 +212,34 @@ def test_gstreamer_test_sources(model_dir, tmp_path):
     assert summary["processed"] == len(rows) >= 10
     assert rows[-1]["audio_rms_db"] > -30  # the sine reached the ring
     assert rows[0]["frame_size"] == [96, 96]
+
+
+GST_THEN_CXX = """
+import numpy
+from hearflow.engine.gst import import_gst
+from hearflow.errors import MissingDependency
+try:
+    import_gst()
+except MissingDependency as exc:
+    print("skip", exc)
+    raise SystemExit(0)
+import cv2, av, torch, onnx.defs, onnxruntime
+caught = []
+for name, f in [("cv2", lambda: cv2.resize(None, (2, 2))), ("av", lambda: av.open("/nonexistent")),
+                ("torch", lambda: torch.zeros(-1)), ("onnx", lambda: onnx.defs.get_schema("NoSuchOp", 18, "")),
+                ("onnxruntime", lambda: onnxruntime.InferenceSession(b"not a model"))]:
+    try:
+        f()
+    except Exception:
+        caught.append(name)
+print("caught", ",".join(caught))
+"""
+
+
+def test_cxx_exceptions_still_work_after_gstreamer_started():
+    # a fresh process: here torch & co. are already loaded, which hides the problem
+    proc = subprocess.run([sys.executable, "-c", GST_THEN_CXX], capture_output=True, text=True, timeout=120)
+    if proc.stdout.startswith("skip"):
+        pytest.skip(proc.stdout.strip())
+    assert proc.returncode == 0, proc.stderr[-1500:]
+    assert proc.stdout.strip() == "caught cv2,av,torch,onnx,onnxruntime"

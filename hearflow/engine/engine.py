@@ -158,6 +158,7 @@ class Engine:
         self.ring = AudioRing(self.rate, max(cfg.ring_seconds, self.pre.audio_seconds + 2)) if audio is not None else None
         self.error: BaseException | None = None
         self._infer_done = threading.Event()
+        self._flow_est: FlowEstimator | None = None
 
     def _engine_rate(self) -> int:
         if self.pre.sample_rate != "native":
@@ -167,8 +168,8 @@ class Engine:
     # --- the inference thread ------------------------------------------------------
     def _infer_loop(self, runners, capture_done: threading.Event) -> None:
         pre, be = self.pre, self.backend
-        if not hasattr(self, "_flow_est"):
-            self._flow_est = FlowEstimator(pre) if be.uses_flow else None
+        if self._flow_est is None and be.uses_flow:  # warm_up() normally made it
+            self._flow_est = FlowEstimator(pre)
         full = getattr(self.video, "full_audio", None) or getattr(self.audio, "full_audio", None)
         self._windows = AudioWindows(pre, self.rate, self.ring, full if not self.realtime else None) if self.audio else None
         self._emb, self._emb_t, self._level, self._warming = None, -math.inf, -120.0, False

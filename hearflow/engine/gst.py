@@ -63,6 +63,7 @@ def import_gst():
     global _GST
     if _GST is not None:
         return _GST
+    _load_cxx_extensions_first()
     try:
         import gi
     except ImportError:
@@ -82,6 +83,23 @@ def import_gst():
     Gst.init(None)
     _GST = Gst
     return Gst
+
+
+# C++ extension modules hearflow uses. One first imported *after* Debian's GStreamer was
+# initialised in this process aborts the interpreter on its first C++ exception
+# (std::terminate: seen with torch, onnx, onnxruntime, OpenCV and PyAV, e.g. when an
+# export follows a GStreamer run); imported before, they work.
+CXX_EXTENSIONS = ("cv2", "av", "torch", "onnx", "onnxruntime")
+
+
+def _load_cxx_extensions_first() -> None:
+    import importlib
+
+    for name in CXX_EXTENSIONS:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            pass  # not installed: nothing of it can be loaded later either
 
 
 def _first_line(text: str) -> str:

@@ -243,3 +243,16 @@ def test_cxx_exceptions_still_work_after_gstreamer_started():
         pytest.skip(proc.stdout.strip())
     assert proc.returncode == 0, proc.stderr[-1500:]
     assert proc.stdout.strip() == "caught cv2,av,torch,onnx,onnxruntime"
+
+
+def test_bench_engine_offline_counts_every_frame(model_dir, tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    rc = main(["bench", "engine", str(model_dir), "--no-realtime", "--seconds", "2", "--fps", "15",
+               "--threads", "1", "--json", str(out)])
+    text = capsys.readouterr().out
+    assert rc == 0
+    s = json.loads(out.read_text())
+    assert s["captured"] == s["processed"] == 30 and s["dropped"]["before_inference"] == 0
+    assert s["threads"] == 1 and s["backend"] == "torch" and not s["realtime"]
+    assert s["source"]["size"] == [640, 480] and s["latency_ms"]["capture_to_published_p99"] > 0
+    assert "processed 30, dropped 0" in text and "(fp32, 1 threads), offline" in text

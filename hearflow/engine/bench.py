@@ -51,7 +51,8 @@ def format_engine_bench(s: dict) -> str:
     lat = s["latency_ms"]
     dropped = s["dropped"]["before_inference"] + sum(s["dropped"]["sinks"].values())
     return "\n".join([
-        f"engine: {s['model']} on {s['backend']}, {'realtime (paced)' if s['realtime'] else 'offline'}",
+        f"engine: {s['model']} on {s['backend']} ({s.get('precision', 'fp32')}, {s.get('threads', '?')} threads), "
+        f"{'realtime (paced)' if s['realtime'] else 'offline'}",
         f"  frames: captured {s['captured']}, processed {s['processed']}, dropped {dropped}"
         f" ({s['dropped']['before_inference']} before inference)",
         f"  sustained {s['fps_out']:.1f} fps out of {s['fps_in']:.1f} fps in over {s['seconds']:.1f} s",

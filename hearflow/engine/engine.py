@@ -359,6 +359,7 @@ class Engine:
         return {
             "model": self.backend.source,
             "backend": self.backend.name,
+            "precision": getattr(self.backend, "precision", "fp32"),
             "realtime": self.realtime,
             "seconds": round(elapsed, 3),
             "captured": self._captured(),

@@ -219,9 +219,7 @@ class Engine:
             self._emb, self._emb_t = be.embed_audio(spec), t
             c.audio_embeddings += 1
         elif self._windows is None and self._emb is None:
-            silent = be.embed_audio(
-                np.zeros((1, 1, pre.spectrogram_bins, pre.spectrogram_frames(self.rate)), np.float32))
-            self._emb = np.zeros_like(silent)  # no audio: a zero embedding gives a zero map
+            self._emb = np.zeros_like(be.embed_audio(self._blank_spectrogram()))  # no audio: a zero map
         m = be.localize(normalize_frame(pkt.frame, pre)[None], flows, self._emb)[0]
         t_result = time.monotonic()
         peak, value = map_peak(m)
@@ -246,14 +244,17 @@ class Engine:
         call, which would otherwise make the first live frames late (and drop some)."""
         pre, be = self.pre, self.backend
         s = pre.image_size
-        emb = be.embed_audio(np.zeros((1, 1, pre.spectrogram_bins, pre.spectrogram_frames(self.rate)), np.float32))
-        be.localize(np.zeros((1, 3, s, s), np.float32), np.zeros((1, 2, s, s), np.float32) if be.uses_flow else None,
-                    emb)
+        emb = be.embed_audio(self._blank_spectrogram())
+        be.localize(np.zeros((1, 3, s, s), np.float32), zero_flow(pre)[None] if be.uses_flow else None, emb)
         self._flow_est = FlowEstimator(pre) if be.uses_flow else None
         if self._flow_est is not None:  # DIS allocates its pyramids on the first pair too
             w, h = getattr(self.video, "size", None) or (s, s)
-            gray = np.zeros((s, s) if pre.flow_resolution == "model" else (h, w), np.uint8)
+            gray = self._flow_est.gray(np.zeros((h, w, 3), np.uint8))  # at the size live frames will have
             self._flow_est(gray, gray, 30.0)
+
+    def _blank_spectrogram(self) -> np.ndarray:
+        """Zeros shaped like one audio-graph input (1, 1, F, T) at the engine's rate."""
+        return np.zeros((1, 1, self.pre.spectrogram_bins, self.pre.spectrogram_frames(self.rate)), np.float32)
 
     def run(self) -> dict:
         """Run until the source ends, ``duration``, Ctrl-C or a sink asks to stop; return the summary."""

@@ -11,7 +11,7 @@ import argparse
 
 import cv2
 
-from hearflow.engine.backends import load_backend
+from hearflow.runtime.backends import load_backend
 from hearflow.engine.draw import overlay
 from hearflow.engine.engine import map_peak
 from hearflow.media.audio import log_spectrogram

@@ -196,10 +196,11 @@ def _eval(p):
                 model, data = args.model, args.data
             if not data or (not model and not args.baseline):
                 raise HearflowError("give MODEL and DATA, or --baseline with DATA, or --heatmaps with --annotations")
-            summary = evaluate.evaluate_model(
-                model, data, args.out, backend=args.backend, split=args.split, batch_size=args.batch_size,
-                save_maps=args.save_maps, listen=not args.no_listen, baseline=args.baseline, workers=args.workers,
+            options = evaluate.EvalOptions(
+                backend=args.backend, split=args.split, batch_size=args.batch_size, save_maps=args.save_maps,
+                listen=not args.no_listen, baseline=args.baseline, workers=args.workers,
             )
+            summary = evaluate.evaluate_model(model, data, args.out, options)
             title = args.baseline or model
         print(evaluate.format_summary(summary, str(title)))
         print(f"outputs in {args.out}")
@@ -346,12 +347,13 @@ def _export(p):
     p.add_argument("--reduce-range", action="store_true", help="7-bit int8 weights, for CPUs without VNNI")
 
     def run(args):
-        from hearflow.export import export_model, format_export
+        from hearflow.export import ExportOptions, export_model, format_export
 
-        data = export_model(args.checkpoint, args.out, format=args.format, fp16=args.fp16, opset=args.opset,
-                            opt_batch=args.opt_batch, max_batch=args.max_batch, check=not args.no_check,
-                            device=args.device, int8=args.int8, calibration=args.calibration,
-                            calibration_clips=args.calibration_clips, reduce_range=args.reduce_range)
+        options = ExportOptions(format=args.format, fp16=args.fp16, opset=args.opset, opt_batch=args.opt_batch,
+                                max_batch=args.max_batch, check=not args.no_check, device=args.device,
+                                int8=args.int8, calibration=args.calibration,
+                                calibration_clips=args.calibration_clips, reduce_range=args.reduce_range)
+        data = export_model(args.checkpoint, args.out, options)
         print(format_export(data, args.out))
 
     return run
@@ -388,7 +390,7 @@ def _bench(p):
         import json
 
         if args.what == "model":
-            from hearflow.export.bench import bench_model, format_bench
+            from hearflow.export.model_benchmark import bench_model, format_bench
 
             backends = args.backend.split(",") if args.backend else None
             batches = tuple(int(b) for b in args.batch.split(","))

@@ -18,6 +18,10 @@ class MissingDependency(HearflowError):
     """An optional package or system library is not installed."""
 
 
+class GPUUnavailable(HearflowError):
+    """A CUDA device was asked for (or is needed, TensorRT) but none is usable."""
+
+
 class MediaError(HearflowError):
     """A media file cannot be used. ``path`` names the file."""
 

@@ -10,19 +10,13 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from hearflow.engine.backends import (
-    GPUUnavailable,
-    OnnxRuntimeBackend,
-    TorchBackend,
-    load_backend,
-    physical_cores,
-)
-from hearflow.errors import HearflowError, MissingDependency
+from hearflow.errors import GPUUnavailable, HearflowError, MissingDependency
 from hearflow.export import ExportError, export_model
 from hearflow.export.onnx import example_inputs
 from hearflow.media.preprocess import PreprocessConfig
 from hearflow.model import ModelConfig, create_model
 from hearflow.model.checkpoint import save_checkpoint
+from hearflow.runtime.backends import OnnxRuntimeBackend, TorchBackend, load_backend, physical_cores
 
 CFG = ModelConfig(backbone="resnet18_w16", flow="cnn")
 PRE = PreprocessConfig(image_size=128)
@@ -203,7 +197,7 @@ def test_evaluator_gives_the_same_metrics_on_torch_and_onnxruntime(model_dirs, t
 
 # ----------------------------------------------------------------------------- benchmark
 def test_bench_model_reports_latency_and_throughput(model_dirs):
-    from hearflow.export.bench import bench_model, format_bench
+    from hearflow.export.model_benchmark import bench_model, format_bench
 
     ckpt, export = model_dirs
     kw = dict(batch_sizes=(1, 2), warmup=1, iterations=3, budget_s=1.0, threads=1, device="cpu")

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from hearflow.cli import main
-from hearflow.engine.backends import TorchBackend
+from hearflow.runtime.backends import TorchBackend
 from hearflow.engine.engine import Engine, EngineConfig, confidence, map_peak
 from hearflow.engine.run import run_engine
 from hearflow.engine.sinks import JsonlSink

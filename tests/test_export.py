@@ -14,7 +14,6 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from hearflow.engine.backends import OnnxRuntimeBackend, load_backend
 from hearflow.errors import MissingDependency
 from hearflow.export import (
     ExportError,
@@ -24,7 +23,6 @@ from hearflow.export import (
     read_manifest,
     read_onnx_metadata,
 )
-from hearflow.export.manifest import time_range
 from hearflow.export.onnx import EXPORTABLE, OPSET, _prepare_out, example_inputs
 from hearflow.media.audio import audio_input
 from hearflow.media.flow import FlowEstimator
@@ -33,6 +31,8 @@ from hearflow.media.preprocess import PreprocessConfig, ezvsl_compat
 from hearflow.media.synth import SynthConfig, scene_from_config
 from hearflow.model import ModelConfig, create_model
 from hearflow.model.checkpoint import CheckpointError, file_sha256, save_checkpoint
+from hearflow.runtime.backends import OnnxRuntimeBackend, load_backend
+from hearflow.runtime.manifest import time_range
 
 W16 = "resnet18_w16"
 # every flow branch, both map sizes, with and without projection heads

@@ -13,14 +13,14 @@ import onnx
 import pytest
 import torch
 
-from hearflow.engine.backends import OnnxRuntimeBackend, load_backend
 from hearflow.errors import HearflowError
 from hearflow.export import ExportError, export_model, format_export, read_manifest, read_onnx_metadata
-from hearflow.export.manifest import INT8_FILES
 from hearflow.export.quantize import dataset_inputs, synthetic_inputs, trunk_nodes
 from hearflow.media.preprocess import PreprocessConfig
 from hearflow.model import ModelConfig, create_model
 from hearflow.model.checkpoint import save_checkpoint
+from hearflow.runtime.backends import OnnxRuntimeBackend, load_backend
+from hearflow.runtime.manifest import INT8_FILES
 
 CFG = ModelConfig(backbone="resnet18_w16", flow="cnn")
 PRE = PreprocessConfig(image_size=128)  # small frames keep the file fast; the graph is the same
@@ -209,7 +209,7 @@ def test_damaged_int8_graph_or_manifest(int8_export, tmp_path):
 
 
 def test_bench_compares_fp32_and_int8(int8_export):
-    from hearflow.export.bench import bench_model, format_bench
+    from hearflow.export.model_benchmark import bench_model, format_bench
 
     ckpt, out, _ = int8_export
     kw = dict(batch_sizes=(1,), threads=1, warmup=1, iterations=3, budget_s=1.0)

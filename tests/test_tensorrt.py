@@ -15,12 +15,12 @@ import pytest
 import torch
 
 from hearflow.export import export_model, read_manifest
-from hearflow.export.manifest import Manifest
 from hearflow.export.onnx import example_inputs
-from hearflow.export.tensorrt import BuildSettings, profile_shapes
 from hearflow.media.preprocess import PreprocessConfig, ezvsl_compat
 from hearflow.model import ModelConfig, create_model
 from hearflow.model.checkpoint import save_checkpoint
+from hearflow.runtime.manifest import Manifest
+from hearflow.runtime.tensorrt import BuildSettings, profile_shapes
 
 try:
     import tensorrt  # noqa: F401
@@ -58,8 +58,8 @@ def test_profile_covers_batch_and_spectrogram_length():
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
 def test_no_gpu_is_a_one_line_error():
-    from hearflow.engine.backends import GPUUnavailable
-    from hearflow.export.tensorrt import require_cuda
+    from hearflow.errors import GPUUnavailable
+    from hearflow.runtime.tensorrt import require_cuda
 
     with pytest.raises(GPUUnavailable) as e:
         require_cuda()
@@ -79,7 +79,7 @@ def test_fp16_graph_conversion(tmp_path):
     import onnx
     import onnxruntime as ort
 
-    from hearflow.export.tensorrt import fp16_onnx
+    from hearflow.runtime.tensorrt import fp16_onnx
 
     _checkpoint(tmp_path / "ck")
     export_model(tmp_path / "ck", tmp_path / "ex", check=False)
@@ -118,7 +118,7 @@ def _reference(model, x):
 @needs_gpu
 @pytest.mark.parametrize("batch", [1, 32])
 def test_fp32_engine_matches_pytorch(trt_export, batch):
-    from hearflow.engine.backends import TensorRTBackend, load_backend
+    from hearflow.runtime.backends import TensorRTBackend, load_backend
 
     model, ex = trt_export
     be = load_backend(ex)
@@ -145,7 +145,7 @@ def _argmax_agrees(maps, ref, margin=2e-3):
 @pytest.mark.parametrize("cfg", [TINY, ModelConfig()], ids=["w16", "paper-r18"])
 def test_fp16_engine_keeps_the_peak(cfg, tmp_path):
     pytest.importorskip("onnxconverter_common", reason=GPU_REASON)
-    from hearflow.engine.backends import TensorRTBackend
+    from hearflow.runtime.backends import TensorRTBackend
 
     model = _checkpoint(tmp_path / "ck", cfg)
     export_model(tmp_path / "ck", tmp_path / "ex", format="tensorrt", fp16=True)
@@ -164,7 +164,7 @@ def test_fp16_engine_keeps_the_peak(cfg, tmp_path):
 
 @needs_gpu
 def test_batches_above_the_profile_are_chunked(trt_export):
-    from hearflow.engine.backends import load_backend
+    from hearflow.runtime.backends import load_backend
 
     model, ex = trt_export
     be = load_backend(ex)
@@ -175,7 +175,7 @@ def test_batches_above_the_profile_are_chunked(trt_export):
 
 @needs_gpu
 def test_engines_are_reused_then_rebuilt_when_stale(trt_export, tmp_path):
-    from hearflow.export.tensorrt import TIMING_CACHE, EngineSet, key_path
+    from hearflow.runtime.tensorrt import TIMING_CACHE, EngineSet, key_path
 
     ex = Path(shutil.copytree(trt_export[1], tmp_path / "ex"))  # other tests keep the original
     assert (ex / TIMING_CACHE).stat().st_size > 0

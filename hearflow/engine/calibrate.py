@@ -15,7 +15,7 @@ import numpy as np
 
 def clip_scores(model, data, split: str = "test", backend: str | None = None, progress: bool = True) -> list[dict]:
     """Per clip: negative kind (None for positives), peak similarity and audio level (dBFS)."""
-    from hearflow.engine.backends import load_backend
+    from hearflow.runtime.backends import load_backend
     from hearflow.engine.engine import rms_db
     from hearflow.trainer.data import CacheIndex, ClipDataset
     from hearflow.trainer.evaluate import run_backend

@@ -87,7 +87,7 @@ def run_engine(
     status: bool = True,
 ) -> dict:
     """Load the model, open sources and sinks, run until the end, return the summary."""
-    from hearflow.engine.backends import load_backend
+    from hearflow.runtime.backends import load_backend
     from hearflow.engine.sinks import parse_sinks
     from hearflow.engine.sources import open_sources
 
@@ -95,7 +95,7 @@ def run_engine(
     log = line.log if line else stderr_log
     sinks = parse_sinks(sink, zmq_overlay=zmq_overlay, frame_id=frame_id)  # bad --sink fails before loading
     if threads == 0:
-        from hearflow.engine.backends import physical_cores
+        from hearflow.runtime.backends import physical_cores
 
         # leave a core to capture, decoding and flow: on 2 cores a 2-thread runtime pool
         # competes with them and drops frames (docs/benchmarks.md, Engine)

@@ -2,153 +2,20 @@
 
     export_model("runs/htf/best", "exports/htf")                       # ONNX (onnxruntime)
     export_model("runs/htf/best", "exports/htf", format="tensorrt", fp16=True)
-    export_model("runs/htf/best", "exports/htf", int8=True, calibration="data/synth")  # + INT8 (CPU)
+    export_model("runs/htf/best", "exports/htf", ExportOptions(int8=True, calibration="data/synth"))
 
-The folder is loaded with :func:`hearflow.engine.backends.load_backend`. Modules:
-:mod:`~hearflow.export.manifest` (what the folder holds), :mod:`~hearflow.export.onnx`
-(the exporter), :mod:`~hearflow.export.tensorrt` (engines), :mod:`~hearflow.export.quantize`
-(INT8 graphs for the CPU), :mod:`~hearflow.export.bench` (speed).
+The folder is loaded with :func:`hearflow.runtime.backends.load_backend`. Modules:
+:mod:`~hearflow.export.pipeline` (the export steps), :mod:`~hearflow.export.onnx` (the
+exporter), :mod:`~hearflow.export.manifest` (writing the folder's description),
+:mod:`~hearflow.export.tensorrt` (engines), :mod:`~hearflow.export.quantize` (INT8 graphs
+for the CPU), :mod:`~hearflow.export.model_benchmark` (speed).
 """
 
-from __future__ import annotations
-
-import os
-from pathlib import Path
-
-from hearflow.export.manifest import (
-    INT8_FILES,
-    PRECISIONS,
-    ExportError,
-    Manifest,
-    UnsupportedModel,
-    read_manifest,
-    read_onnx_metadata,
-)
-
-FORMATS = ("onnx", "tensorrt")
-
-
-def export_model(
-    checkpoint,
-    out,
-    format: str = "onnx",
-    fp16: bool = False,
-    opset: int | None = None,
-    opt_batch: int = 1,
-    max_batch: int = 32,
-    check: bool = True,
-    device: str = "cuda",
-    int8: bool = False,
-    calibration=None,
-    calibration_clips: int | None = None,
-    reduce_range: bool = False,
-    progress: bool = True,
-) -> dict:
-    """Export ``checkpoint`` to folder ``out``; returns the manifest dict.
-
-    checkpoint: hearflow checkpoint folder (or its model.safetensors).
-    out: export folder (created; a previous export in it is replaced).
-    format: 'onnx' (audio.onnx + visual.onnx, default backend onnxruntime) or 'tensorrt'
-        (the same, plus one engine per graph built on this machine's GPU).
-    fp16: FP16 engines (tensorrt only).
-    opset: ONNX opset; None = :data:`hearflow.export.onnx.OPSET` (18).
-    opt_batch / max_batch: TensorRT optimisation profile (batch sizes 1..max_batch,
-        tuned for opt_batch).
-    check: compare ONNX Runtime with PyTorch on random inputs after exporting.
-    device: CUDA device the engines are built for (tensorrt only).
-    int8: also write statically quantized INT8 graphs (onnx only, for onnxruntime on the
-        CPU) and make them the default; see :mod:`hearflow.export.quantize`.
-    calibration: dataset folder or prepared cache whose clips calibrate the INT8 graphs;
-        None = synthetic scenes (int8 only).
-    calibration_clips: clips to calibrate on; None = 64 (int8 only).
-    reduce_range: 7-bit INT8 weights, for x86 CPUs without VNNI (int8 only).
-    progress: progress bar while a calibration dataset is prepared (int8 only).
-    """
-    if format not in FORMATS:
-        raise ExportError(f"unknown export format {format!r} (known: {', '.join(FORMATS)})")
-    if fp16 and format != "tensorrt":
-        raise ExportError("--fp16 applies to TensorRT engines: add --format tensorrt")
-    if int8 and format != "onnx":
-        raise ExportError("--int8 makes ONNX Runtime graphs for the CPU; TensorRT engines take --fp16 instead")
-    if not int8 and (calibration is not None or calibration_clips is not None or reduce_range):
-        raise ExportError("--calibration, --calibration-clips and --reduce-range apply to --int8 exports")
-    # bad calibration options fail before the (slow) ONNX export
-    if calibration is not None and not Path(calibration).exists():
-        raise ExportError(f"{calibration}: calibration data not found (give a dataset folder or a prepared cache)")
-    if calibration_clips is not None and calibration_clips < 1:
-        raise ExportError(f"--calibration-clips must be >= 1, got {calibration_clips}")
-    settings = None
-    if format == "tensorrt":
-        from hearflow.export import tensorrt
-
-        # fail before the (slow) ONNX export when TensorRT cannot run here
-        tensorrt.import_tensorrt()
-        tensorrt.require_cuda(device)
-        settings = tensorrt.BuildSettings(fp16=fp16, opt_batch=opt_batch, max_batch=max_batch)
-        if fp16:
-            tensorrt._converter_version()
-    from hearflow.export.onnx import OPSET, export_onnx
-
-    data = export_onnx(checkpoint, out, opset=opset or OPSET, check=check)
-    if settings is not None:
-        checked = data.get("check_max_diff")
-        data = tensorrt.build_tensorrt(out, settings, device=device)
-        if checked is not None:
-            data["check_max_diff"] = checked
-    if not int8:  # INT8 graphs of an earlier export in this folder no longer match
-        for name in INT8_FILES.values():
-            (Path(out) / name).unlink(missing_ok=True)
-    else:
-        from hearflow.export.quantize import CALIBRATION_CLIPS, quantize_export
-
-        checked = data.get("check_max_diff")
-        data = quantize_export(out, calibration, calibration_clips or CALIBRATION_CLIPS,
-                               reduce_range=reduce_range, progress=progress)
-        if checked is not None:
-            data["check_max_diff"] = checked
-    return data
-
-
-def format_export(data: dict, out) -> str:
-    """A few lines for the terminal: what was written where."""
-    out = Path(out)
-    model = data["model"]
-    _, m, n = data["graphs"]["visual"]["outputs"][0]["shape"]
-    lines = [
-        f"exported {data['source']['checkpoint']} (backbone {model['backbone']}, flow {model['flow']}, "
-        f"{m}×{n} map) to {out}  [ONNX opset {data['opset']}]",
-    ]
-    for g in data["graphs"].values():
-        size = os.path.getsize(out / g["file"]) / 1e6
-        ins = ", ".join(f"{t['name']} {tuple(t['shape'])}" for t in g["inputs"])
-        output = g["outputs"][0]
-        lines.append(f"  {g['file']:<16} {size:6.1f} MB  {ins} → {output['name']} {tuple(output['shape'])}")
-    trt = data.get("tensorrt")
-    if trt:
-        prec = "FP16" if trt["fp16"] else "FP32"
-        built = trt["built_with"]
-        lines.append(f"  TensorRT {built['tensorrt']} {prec} engines for {built['gpu']}: "
-                     f"{', '.join(trt['engines'].values())} "
-                     f"(batch 1..{trt['max_batch']}, tuned for {trt['opt_batch']})")
-    q = data.get("int8")
-    if q:
-        for graph, g in q["graphs"].items():
-            size = os.path.getsize(out / g["file"]) / 1e6
-            lines.append(f"  {g['file']:<16} {size:6.1f} MB  INT8 ({q['nodes_quantized'][graph]} nodes quantized)")
-        cal, check = q["calibration"], q.get("check", {})
-        split = f", {cal['split']} split" if cal.get("split") else ""
-        lines.append(f"  INT8: calibrated on {cal['clips']} clips of {cal['source']}{split}; vs FP32: map correlation "
-                     f"mean {check.get('map_correlation_mean', float('nan')):.3f} "
-                     f"(min {check.get('map_correlation_min', float('nan')):.3f}), audio embedding cosine "
-                     f"min {check.get('audio_cosine_min', float('nan')):.3f}")
-        lines.append(f"  onnxruntime loads the {data.get('precision', 'fp32').upper()} graphs by default")
-    if "check_max_diff" in data:
-        lines.append(f"  check: ONNX Runtime vs PyTorch max abs difference {data['check_max_diff']:.1e}")
-    lines.append(f"  default backend: {data['default_backend']} (load with load_backend('{out}'))")
-    return "\n".join(lines)
-
+from hearflow.export.manifest import UnsupportedModel
+from hearflow.export.pipeline import FORMATS, ExportOptions, export_model, format_export
+from hearflow.runtime.manifest import PRECISIONS, ExportError, Manifest, read_manifest, read_onnx_metadata
 
 __all__ = [
-    "export_model", "format_export", "ExportError", "UnsupportedModel", "Manifest", "read_manifest",
-    "read_onnx_metadata", "FORMATS", "PRECISIONS",
+    "export_model", "format_export", "ExportOptions", "ExportError", "UnsupportedModel", "Manifest",
+    "read_manifest", "read_onnx_metadata", "FORMATS", "PRECISIONS",
 ]

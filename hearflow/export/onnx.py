@@ -30,20 +30,12 @@ from torch import nn
 
 from hearflow import __version__
 from hearflow.config import to_dict
-from hearflow.export.manifest import (
-    FORMAT,
-    GRAPH_FILES,
-    GRAPHS,
-    MANIFEST,
-    ExportError,
-    UnsupportedModel,
-    onnx_metadata,
-    tensor_spec,
-    time_range,
-    write_manifest,
-)
+from hearflow.export.manifest import UnsupportedModel, onnx_metadata, tensor_spec, write_manifest
 from hearflow.model.backbones import BACKBONE_WIDTHS
+from hearflow.model.checkpoint import WEIGHTS, file_sha256, load_checkpoint, read_meta
 from hearflow.model.htf import HTFModel, ModelConfig
+from hearflow.runtime.backends import OnnxRuntimeBackend
+from hearflow.runtime.manifest import FORMAT, GRAPH_FILES, GRAPHS, MANIFEST, ExportError, time_range
 
 OPSET = 18
 EXAMPLE_BATCH = 2
@@ -188,8 +180,6 @@ def _export_graph(module: nn.Module, inputs: dict[str, np.ndarray], spec: dict, 
 def _check_parity(folder: Path, model: HTFModel, inputs: dict[str, np.ndarray]) -> float:
     """Run both graphs with ONNX Runtime on ``inputs`` and return the largest difference
     from PyTorch (audio embedding and map); raises ExportError above CHECK_ATOL."""
-    from hearflow.engine.backends import OnnxRuntimeBackend
-
     be = OnnxRuntimeBackend(folder, device="cpu")
     with torch.inference_mode():
         emb_t = model.embed_audio(torch.from_numpy(inputs["spectrogram"])).numpy()
@@ -230,8 +220,6 @@ def export_onnx(checkpoint, out, opset: int = OPSET, check: bool = True) -> dict
     check: run both graphs once with ONNX Runtime and compare with PyTorch.
     Returns the manifest dict (``check_max_diff`` added when checked).
     """
-    from hearflow.model.checkpoint import WEIGHTS, load_checkpoint, read_meta
-
     if opset < 18:
         raise ExportError(f"opset {opset} is too old: the dynamo exporter needs opset >= 18")
     meta = read_meta(checkpoint)  # CheckpointError for missing/corrupt checkpoints
@@ -266,8 +254,6 @@ def export_onnx(checkpoint, out, opset: int = OPSET, check: bool = True) -> dict
     # a stale manifest must not describe half-written files if the export fails below
     (out / MANIFEST).unlink(missing_ok=True)
     modules = {"audio": AudioGraph(model), "visual": (VisualGraph if cfg.flow != "none" else VisualGraphNoFlow)(model)}
-    from hearflow.model.checkpoint import file_sha256
-
     for graph in GRAPHS:
         path = out / graphs[graph]["file"]
         _export_graph(modules[graph], inputs, graphs[graph], onnx_metadata(data, graph), path, opset)

@@ -6,34 +6,14 @@
 writes ``audio.int8.onnx`` and ``visual.int8.onnx`` beside the FP32 graphs (kept: they
 are the reference, TensorRT builds from them, and ``precision="fp32"`` still loads
 them), records them in the manifest's ``int8`` section and sets ``precision: int8``,
-so :class:`~hearflow.engine.backends.OnnxRuntimeBackend` loads the INT8 graphs by default.
+so :class:`~hearflow.runtime.backends.OnnxRuntimeBackend` loads the INT8 graphs by default.
 
-How (ONNX Runtime's recommended recipe for x86 CPUs):
-
-* ``quant_pre_process`` first (ORT optimisation + shape inference, so every tensor has a
-  shape for the quantizer). Its symbolic shape inference stops at the Expand of the L2
-  normalisation, so only ONNX's shape inference runs; every op here is a standard one.
-* ``quantize_static`` in QDQ format, MinMax calibration on real model inputs, weights
-  QInt8 per output channel (symmetric), activations QUInt8 (asymmetric: most activations
-  follow a ReLU, so an unsigned range spends all 256 levels on them). ORT's CPU kernels
-  want u8 activations: with s8 ones (S8S8) ORT fused only 17 of R18's 40 trunk
-  convolutions into QLinearConv and the graph ran barely faster than FP32. On CPUs with VNNI
-  (AVX512-VNNI / AVX-VNNI: Zen 4, Ice Lake and later) u8×s8 products accumulate without
-  saturation, so ``reduce_range`` (7-bit weights) is off; on older x86 CPUs pass
-  ``reduce_range=True``.
-* Only the three ResNet trunks are quantized: their Conv, ReLU, residual Add and MaxPool
-  nodes. ReLUs are included so the quantizer folds them into the u8 range (zero point 0);
-  left out, each one leaves a DequantizeLinear → QuantizeLinear pair behind. The flow
-  attention (1×1 convs, MatMul, softmax), projection heads, global max pool, L2
-  normalisation and cosine similarity stay float: a few % of the time, and the map is a
-  difference of cosines that 8-bit steps would blur.
-
-Calibration inputs are built with the media layer, as the model sees them: clips of a
-dataset folder or prepared cache (through :func:`hearflow.trainer.prepare.ensure_cache`,
-the train split first, so the test split stays unseen), or, without data, synthetic
-scenes from :mod:`hearflow.media.synth` made into frame / flow / spectrogram inputs here.
-The visual graph is calibrated with the audio embeddings the FP32 audio graph gives for
-the same clips.
+Recipe: ``quant_pre_process``, then ``quantize_static`` (QDQ, MinMax calibration, QUInt8
+activations, QInt8 per-channel weights) on the Conv/ReLU/Add/MaxPool nodes of the three
+ResNet trunks only. Calibration inputs are made with the media layer, from a dataset
+folder or prepared cache (its train split first) or from synthetic scenes; the visual
+graph is calibrated with the embeddings the FP32 audio graph gives for the same clips.
+Why these settings, and what they cost and gain: docs/benchmarks.md ("INT8").
 """
 
 from __future__ import annotations
@@ -45,17 +25,20 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import onnxruntime as ort
 from onnxruntime.quantization import CalibrationDataReader
 
-from hearflow.export.manifest import (
-    GRAPHS,
-    INT8_FILES,
-    ExportError,
-    onnx_metadata,
-    read_manifest,
-    write_manifest,
-)
+from hearflow.export.manifest import onnx_metadata, write_manifest
+from hearflow.media.audio import audio_input
+from hearflow.media.flow import FlowEstimator
+from hearflow.media.frames import normalize_frame, resize_frame
 from hearflow.media.preprocess import PreprocessConfig
+from hearflow.media.synth import SynthConfig, scene_from_config
+from hearflow.model.checkpoint import file_sha256
+from hearflow.runtime.backends import OnnxRuntimeBackend
+from hearflow.runtime.manifest import GRAPHS, INT8_FILES, ExportError, Manifest, read_manifest
+from hearflow.trainer.data import CacheIndex, ClipDataset
+from hearflow.trainer.prepare import ensure_cache
 
 CALIBRATION_CLIPS = 64
 """Clips calibrated on by default: MinMax ranges of a ResNet settle within a few dozen."""
@@ -83,11 +66,6 @@ def synthetic_inputs(pre: PreprocessConfig, clips: int = CALIBRATION_CLIPS, seed
     seed: seed of the first scene.
     Returns frame (N, 3, S, S), flow (N, 2, S, S) and spectrogram (N, 1, F, T), float32.
     """
-    from hearflow.media.audio import audio_input
-    from hearflow.media.flow import FlowEstimator
-    from hearflow.media.frames import normalize_frame, resize_frame
-    from hearflow.media.synth import SynthConfig, scene_from_config
-
     rate = pre.rate_for(22050)
     cfg = SynthConfig(sample_rate=rate)
     estimator = FlowEstimator(pre)
@@ -119,9 +97,6 @@ def dataset_inputs(data, pre: PreprocessConfig, clips: int = CALIBRATION_CLIPS,
     progress: show the preparation's progress bar.
     Returns (inputs as :func:`synthetic_inputs`, the split used).
     """
-    from hearflow.trainer.data import CacheIndex, ClipDataset
-    from hearflow.trainer.prepare import ensure_cache
-
     index = CacheIndex(ensure_cache(data, pre, progress=progress))
     split, indices = "all", index.indices()
     for name in CALIBRATION_SPLITS:
@@ -188,7 +163,7 @@ def quantize_graph(src, dst, batches: list[dict], reduce_range: bool = False,
     of nodes quantized.
 
     batches: calibration feeds (input name → array), as the graph takes them.
-    reduce_range: 7-bit weights (x86 CPUs without VNNI); see the module docstring.
+    reduce_range: 7-bit weights (x86 CPUs without VNNI); see docs/benchmarks.md.
     per_channel: one weight scale per output channel (ResNet channels differ a lot in range).
     """
     import onnx
@@ -235,8 +210,6 @@ def _stamp(path: Path, metadata: dict[str, str], doc: str) -> None:
 def _agreement(folder: Path, inputs: dict[str, np.ndarray], uses_flow: bool) -> dict:
     """INT8 vs FP32 on ``inputs``: the smallest cosine between audio embeddings and the
     smallest / mean Pearson correlation between maps (per item)."""
-    from hearflow.engine.backends import OnnxRuntimeBackend
-
     runs = {}
     for precision in ("fp32", "int8"):
         be = OnnxRuntimeBackend(folder, device="cpu", precision=precision)
@@ -251,31 +224,13 @@ def _agreement(folder: Path, inputs: dict[str, np.ndarray], uses_flow: bool) -> 
             "map_correlation_mean": round(float(corr.mean()), 4), "clips": len(corr)}
 
 
-def quantize_export(folder, calibration=None, clips: int = CALIBRATION_CLIPS, reduce_range: bool = False,
-                    per_channel: bool = True, default: bool = True, progress: bool = True) -> dict:
-    """Add INT8 graphs to the export folder ``folder``; returns the updated manifest dict.
+def _calibration_inputs(manifest: Manifest, calibration, clips: int,
+                        progress: bool) -> tuple[dict[str, np.ndarray], str, str | None]:
+    """Calibration inputs of all graph inputs, the audio embeddings included.
 
-    folder: an ONNX export folder (``hearflow export``).
-    calibration: dataset folder or prepared cache to calibrate on; None = synthetic scenes.
-    clips: calibration clips (default 64).
-    reduce_range: 7-bit weights for x86 CPUs without VNNI (see the module docstring).
-    per_channel: per-output-channel weight scales.
-    default: make INT8 the precision the onnxruntime backend loads (manifest ``precision``).
-    progress: progress bar while a dataset is being prepared.
-    The manifest's ``int8`` section records the graphs, calibration, settings and the
-    INT8 vs FP32 agreement measured on the calibration clips (``check``).
+    Returns (inputs, source name, dataset split or None for synthetic scenes).
     """
-    import onnxruntime as ort
-
-    from hearflow.engine.backends import OnnxRuntimeBackend
-    from hearflow.model.checkpoint import file_sha256
-
-    folder = Path(folder)
-    manifest = read_manifest(folder)
-    manifest.check_files()
-    if clips < 1:
-        raise ExportError(f"calibration clips must be >= 1, got {clips}")
-    pre, data = manifest.preprocess, manifest.data
+    pre = manifest.preprocess
     if calibration is None:
         inputs, source, split = synthetic_inputs(pre, clips), "synthetic", None
     else:
@@ -283,16 +238,17 @@ def quantize_export(folder, calibration=None, clips: int = CALIBRATION_CLIPS, re
             raise ExportError(f"{calibration}: calibration data not found (give a dataset folder or a cache)")
         inputs, split = dataset_inputs(calibration, pre, clips, progress)
         source = Path(calibration).resolve().name
-    uses_flow = manifest.uses_flow
     # the visual graph is calibrated with the embeddings its audio inputs really produce
-    fp32 = OnnxRuntimeBackend(folder, device="cpu", precision="fp32", verify=False)
+    fp32 = OnnxRuntimeBackend(manifest.path, device="cpu", precision="fp32", verify=False)
     inputs["audio_embedding"] = fp32.embed_audio(inputs["spectrogram"])
-    del fp32
+    return inputs, source, split
 
-    # a stale int8 section must not describe half-written files if quantization fails
-    data.pop("int8", None)
-    data["precision"] = "fp32"
-    write_manifest(folder, data)
+
+def _quantize_graphs(manifest: Manifest, inputs: dict[str, np.ndarray], reduce_range: bool,
+                     per_channel: bool) -> dict:
+    """Write both INT8 graph files; returns the ``graphs`` and ``nodes_quantized`` parts of
+    the manifest's int8 section."""
+    data, folder = manifest.data, manifest.path
     section = {"graphs": {}, "nodes_quantized": {}}
     for graph in GRAPHS:
         names = manifest.input_names(graph)
@@ -303,16 +259,51 @@ def quantize_export(folder, calibration=None, clips: int = CALIBRATION_CLIPS, re
         _stamp(path, onnx_metadata(data, graph, precision="int8"),
                f"hearflow {data['hearflow_version']} export ({INT8_FILES[graph]}, INT8 static quantization)")
         section["graphs"][graph] = {"file": INT8_FILES[graph], "sha256": file_sha256(path)}
-    section["calibration"] = {"source": source, "split": split, "clips": len(inputs["frame"]), "method": "minmax"}
-    section["quantization"] = {
+    return section
+
+
+def _settings_record(reduce_range: bool, per_channel: bool) -> dict:
+    """The manifest's record of how the graphs were quantized."""
+    return {
         "tool": f"onnxruntime {ort.__version__} quantize_static", "format": "QDQ",
         "activations": "QUInt8", "weights": "QInt8", "per_channel": per_channel, "reduce_range": reduce_range,
         "op_types": list(TRUNK_OPS),
         "float": "flow attention, projections, global max pool, L2 normalisation, similarity",
     }
+
+
+def quantize_export(folder, calibration=None, clips: int = CALIBRATION_CLIPS, reduce_range: bool = False,
+                    per_channel: bool = True, default: bool = True, progress: bool = True) -> dict:
+    """Add INT8 graphs to the export folder ``folder``; returns the updated manifest dict.
+
+    folder: an ONNX export folder (``hearflow export``).
+    calibration: dataset folder or prepared cache to calibrate on; None = synthetic scenes.
+    clips: calibration clips (default 64).
+    reduce_range: 7-bit weights for x86 CPUs without VNNI (see docs/benchmarks.md).
+    per_channel: per-output-channel weight scales.
+    default: make INT8 the precision the onnxruntime backend loads (manifest ``precision``).
+    progress: progress bar while a dataset is being prepared.
+    The manifest's ``int8`` section records the graphs, calibration, settings and the
+    INT8 vs FP32 agreement measured on the calibration clips (``check``).
+    """
+    folder = Path(folder)
+    manifest = read_manifest(folder)
+    manifest.check_files()
+    if clips < 1:
+        raise ExportError(f"calibration clips must be >= 1, got {clips}")
+    inputs, source, split = _calibration_inputs(manifest, calibration, clips, progress)
+
+    # a stale int8 section must not describe half-written files if quantization fails
+    data = manifest.data
+    data.pop("int8", None)
+    data["precision"] = "fp32"
+    write_manifest(folder, data)
+    section = _quantize_graphs(manifest, inputs, reduce_range, per_channel)
+    section["calibration"] = {"source": source, "split": split, "clips": len(inputs["frame"]), "method": "minmax"}
+    section["quantization"] = _settings_record(reduce_range, per_channel)
     data["int8"] = section
     write_manifest(folder, data)
-    section["check"] = _agreement(folder, inputs, uses_flow)
+    section["check"] = _agreement(folder, inputs, manifest.uses_flow)
     if section["check"]["map_correlation_mean"] < WARN_CORRELATION:
         warnings.warn(f"{folder}: INT8 maps correlate only {section['check']['map_correlation_mean']:.3f} with "
                       "FP32 on the calibration clips; check the accuracy with `hearflow eval` before using them",

@@ -18,12 +18,18 @@ from __future__ import annotations
 
 import csv
 import json
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from hearflow.errors import HearflowError
+from hearflow.media.annotations import FLICKR_FRAME, read_flickr_xml, read_vggss
+from hearflow.media.preprocess import PreprocessConfig
+from hearflow.runtime.backends import load_backend
 from hearflow.trainer import metrics, plots
+from hearflow.trainer.data import CacheIndex, ClipDataset
+from hearflow.trainer.prepare import ensure_cache
 
 LISTEN_CONDITIONS = ("silence", "noise", "shuffle")
 
@@ -120,8 +126,6 @@ def run_backend(backend, dataset, batch_size: int = 32, progress: bool = True) -
 
 def _overlay_items(dataset, maps: dict, clips, n: int = 16) -> list[dict]:
     """Overlay panels for the first n clips: stored frame, map, GT boxes in frame pixels."""
-    from hearflow.media.annotations import FLICKR_FRAME
-
     items = []
     frames = np.load(dataset.index.path / "frames.npy", mmap_mode="r")
     size = frames.shape[1]
@@ -135,63 +139,84 @@ def _overlay_items(dataset, maps: dict, clips, n: int = 16) -> list[dict]:
     return items
 
 
-def evaluate_model(
-    model,
-    data,
-    out,
-    backend: str | None = None,
-    split: str = "test",
-    batch_size: int = 32,
-    save_maps: bool = False,
-    listen: bool = True,
-    baseline: str | None = None,
-    cache=None,
-    workers: int | None = None,
-    device: str = "auto",
-    progress: bool = True,
-) -> dict:
-    """Evaluate a model (or a baseline: 'center' / 'whole') on ``data``'s ``split``."""
-    from hearflow.engine.backends import load_backend
-    from hearflow.media.preprocess import PreprocessConfig
-    from hearflow.trainer.data import CacheIndex, ClipDataset
-    from hearflow.trainer.prepare import ensure_cache
+@dataclass(frozen=True)
+class EvalOptions:
+    """How :func:`evaluate_model` runs and scores a model.
 
+    backend: 'torch', 'onnxruntime[-fp32|-int8]' or 'tensorrt'; None = by model type.
+    split: the dataset split scored.
+    batch_size: clips per backend call.
+    save_maps: also write the maps as ``out``/maps.npz.
+    listen: also score the same frames with silence, noise and another clip's audio.
+    baseline: 'center' or 'whole' to score that prior map instead of a model.
+    cache: prepared cache folder; None = the default beside the data.
+    workers: processes preparing the data; None = the default.
+    device: 'auto', 'cpu', 'cuda' or 'cuda:N'.
+    progress: progress bars.
+    """
+
+    backend: str | None = None
+    split: str = "test"
+    batch_size: int = 32
+    save_maps: bool = False
+    listen: bool = True
+    baseline: str | None = None
+    cache: str | Path | None = None
+    workers: int | None = None
+    device: str = "auto"
+    progress: bool = True
+
+
+def evaluate_model(model, data, out, options: EvalOptions | None = None, **fields) -> dict:
+    """Evaluate a model (or a baseline: 'center' / 'whole') on ``data``'s split.
+
+    model: checkpoint or export folder (None with a baseline).
+    data: dataset folder or prepared cache. out: output folder.
+    options: an :class:`EvalOptions`; ``fields`` (its field names) override it, so
+        ``evaluate_model(None, data, out, baseline="center")`` works too.
+    """
+    opts = replace(options or EvalOptions(), **fields)
     out = Path(out)
-    if baseline:
-        be, cfg, title = None, PreprocessConfig(flow="none"), f"{baseline} prior"
+    if opts.baseline:
+        be, cfg, title = None, PreprocessConfig(flow="none"), f"{opts.baseline} prior"
     else:
-        be = load_backend(model, backend, device=device)
+        be = load_backend(model, opts.backend, device=opts.device)
         cfg, title = be.preprocess, f"{Path(model).name} ({be.name})"
-    cache_dir = ensure_cache(data, cfg, cache, workers, progress)
-    index = CacheIndex(cache_dir)
-    indices = index.indices(split)
+    index = CacheIndex(ensure_cache(data, cfg, opts.cache, opts.workers, opts.progress))
+    indices = index.indices(opts.split)
     if not indices:
-        raise HearflowError(f"{data}: no prepared clips in split '{split}' (splits: {index.splits()})")
+        raise HearflowError(f"{data}: no prepared clips in split '{opts.split}' (splits: {index.splits()})")
     scored = [i for i in indices if index.clips[i]["boxes"]]
     dataset = ClipDataset(index, scored)
-    if baseline:
-        prior = {"center": metrics.center_prior_map(7), "whole": metrics.whole_image_map(7)}[baseline]
+    if opts.baseline:
+        prior = {"center": metrics.center_prior_map(7), "whole": metrics.whole_image_map(7)}[opts.baseline]
         maps = {i: prior for i in scored}
     else:
-        maps = run_backend(be, dataset, batch_size, progress)
+        maps = run_backend(be, dataset, opts.batch_size, opts.progress)
     rows, summary = score_maps(maps, index.clips)
-    summary.update(model=str(model) if model else None, backend=be.name if be else None, baseline=baseline,
-                   data=str(data), split=split, clips_without_boxes=len(indices) - len(scored))
-    if listen and be is not None:
+    summary.update(model=str(model) if model else None, backend=be.name if be else None, baseline=opts.baseline,
+                   data=str(data), split=opts.split, clips_without_boxes=len(indices) - len(scored))
+    if opts.listen and be is not None:
         summary["listen_ref_peak"] = float(np.mean([r["peak"] for r in rows]))
-        summary["listen"] = {}
-        for cond in LISTEN_CONDITIONS:
-            alt = run_backend(be, ClipDataset(index, scored, audio_override=cond), batch_size, progress)
-            alt_rows, alt_summary = score_maps(alt, index.clips)
-            summary["listen"][cond] = {
-                "peak": float(np.mean([r["peak"] for r in alt_rows])),
-                "pointing": alt_summary["pointing"],
-                "ciou_adap@0.5": alt_summary["ciou_adap@0.5"],
-            }
+        summary["listen"] = _listen_check(be, index, scored, opts)
     write_outputs(out, rows, summary, _overlay_items(dataset, maps, index.clips), title)
-    if save_maps:
+    if opts.save_maps:
         np.savez_compressed(out / "maps.npz", **{index.clips[i]["id"]: m for i, m in maps.items()})
     return summary
+
+
+def _listen_check(be, index, scored: list[int], opts: EvalOptions) -> dict:
+    """The "does it listen?" scores: the same frames with each of LISTEN_CONDITIONS as audio."""
+    listen = {}
+    for cond in LISTEN_CONDITIONS:
+        alt = run_backend(be, ClipDataset(index, scored, audio_override=cond), opts.batch_size, opts.progress)
+        alt_rows, alt_summary = score_maps(alt, index.clips)
+        listen[cond] = {
+            "peak": float(np.mean([r["peak"] for r in alt_rows])),
+            "pointing": alt_summary["pointing"],
+            "ciou_adap@0.5": alt_summary["ciou_adap@0.5"],
+        }
+    return listen
 
 
 # ------------------------------------------------------------------------- any method's maps
@@ -216,8 +241,6 @@ def load_maps(path) -> dict[str, np.ndarray]:
 def load_annotations(path) -> dict[str, dict]:
     """Clip records {id: {id, boxes, box_format, info}} from a Flickr ``Annotations/``
     folder, a VGG-SS style json, or a dataset folder holding either."""
-    from hearflow.media.annotations import read_flickr_xml, read_vggss
-
     path = Path(path)
     if path.is_dir() and (path / "annotations.json").is_file():
         path = path / "annotations.json"

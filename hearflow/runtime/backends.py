@@ -9,7 +9,7 @@ which runtime is underneath. ``backend.preprocess`` is the PreprocessConfig the 
 trained with: callers build inputs from it with :mod:`hearflow.media`.
 
 Runtimes: ``torch`` (PyTorch eager, from a checkpoint), ``onnxruntime`` and ``tensorrt``
-(from an export folder written by ``hearflow export``; see :mod:`hearflow.export`).
+(from an export folder written by ``hearflow export``; see :mod:`hearflow.runtime.manifest`).
 """
 
 from __future__ import annotations
@@ -19,8 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
-from hearflow.errors import HearflowError
+from hearflow.errors import GPUUnavailable, HearflowError
 from hearflow.media.preprocess import PreprocessConfig
+from hearflow.model.checkpoint import load_checkpoint
+from hearflow.runtime.manifest import GRAPHS, PRECISIONS, ExportError, read_manifest
+from hearflow.runtime.tensorrt import EngineSet
 
 
 class Backend:
@@ -44,10 +47,6 @@ class Backend:
         return f"{self.name} backend ({self.device}), model {self.source}"
 
 
-class GPUUnavailable(HearflowError):
-    """A CUDA device was asked for (or is needed, TensorRT) but none is usable."""
-
-
 def _f32(x: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(x, dtype=np.float32)
 
@@ -64,8 +63,6 @@ class TorchBackend(Backend):
 
     def __init__(self, path, device: str = "auto", threads: int = 0):
         import torch
-
-        from hearflow.model.checkpoint import load_checkpoint
 
         if threads:
             torch.set_num_threads(threads)
@@ -136,8 +133,6 @@ class OnnxRuntimeBackend(Backend):
     def __init__(self, path, device: str = "auto", threads: int = 0, verify: bool = True,
                  precision: str | None = None):
         import onnxruntime as ort
-
-        from hearflow.export.manifest import GRAPHS, PRECISIONS, ExportError, read_manifest
 
         self.manifest = read_manifest(path)
         self.precision = precision or self.manifest.precision
@@ -223,9 +218,6 @@ class TensorRTBackend(Backend):
     name = "tensorrt"
 
     def __init__(self, path, device: str = "cuda", threads: int = 0, fp16: bool | None = None):
-        from hearflow.export import tensorrt as trt_export
-        from hearflow.export.manifest import read_manifest
-
         self.manifest = read_manifest(path)
         self.manifest.check_files(verify_hash=False)  # the engine keys hash the files anyway
         self.preprocess = self.manifest.preprocess
@@ -237,7 +229,7 @@ class TensorRTBackend(Backend):
         if not device.startswith("cuda"):
             raise HearflowError(f"the tensorrt backend runs on an NVIDIA GPU: device must be cuda, not {device!r}")
         self.device = device
-        self.runner = trt_export.EngineSet(self.manifest, device=device, fp16=fp16)
+        self.runner = EngineSet(self.manifest, device=device, fp16=fp16)
         self._visual_inputs = self.manifest.input_names("visual")
 
     def embed_audio(self, spectrograms: np.ndarray) -> np.ndarray:
@@ -276,8 +268,6 @@ def load_backend(path, backend: str | None = None, device: str = "auto", threads
     threads: CPU threads (0 = the runtime's choice; onnxruntime: physical cores).
     precision: onnxruntime only: 'fp32' or 'int8' graphs; None = the manifest's choice.
     """
-    from hearflow.export.manifest import PRECISIONS, ExportError, read_manifest
-
     path = Path(path)
     if not path.exists():
         raise HearflowError(f"{path}: model not found (give a checkpoint folder or an export folder)")

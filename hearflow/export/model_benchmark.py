@@ -16,14 +16,24 @@ must have them already (``hearflow export --int8``).
 
 from __future__ import annotations
 
+import os
 import platform
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
+from hearflow.config import from_dict
 from hearflow.errors import HearflowError
+from hearflow.export.onnx import example_inputs, export_onnx
+from hearflow.export.quantize import quantize_export
+from hearflow.media.preprocess import PreprocessConfig
+from hearflow.model.checkpoint import read_meta
+from hearflow.model.htf import ModelConfig
+from hearflow.runtime.backends import is_export_dir, load_backend, physical_cores
+from hearflow.runtime.manifest import read_manifest, time_range
 
 DEFAULT_BATCHES = (1, 32)
 BENCH_CALIBRATION_CLIPS = 8
@@ -34,8 +44,6 @@ AUDIO_EVERY = 3
 
 def machine_info() -> dict:
     """CPU model and core counts (and the GPU when torch sees one), for the record."""
-    from hearflow.engine.backends import physical_cores
-
     cpu = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -44,25 +52,14 @@ def machine_info() -> dict:
                 break
     except OSError:
         pass
-    import os
-
     info = {"cpu": cpu, "physical_cores": physical_cores(), "logical_cpus": os.cpu_count()}
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            info["gpu"] = torch.cuda.get_device_name()
-    except ImportError:
-        pass
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name()
     return info
 
 
 def _inputs(backend, batch: int, seed: int = 0) -> dict[str, np.ndarray]:
     """Random inputs of ``batch`` items at the backend's PreprocessConfig sizes."""
-    from hearflow.config import from_dict
-    from hearflow.export.onnx import example_inputs
-    from hearflow.model.htf import ModelConfig
-
     cfg = from_dict(ModelConfig, backend.model_config, "model config")
     return example_inputs(cfg, backend.preprocess, batch=batch, seed=seed)
 
@@ -145,42 +142,20 @@ def bench_model(
     audio_every: frames per audio call in the per-frame cost.
     Returns {model, model_config, preprocess sizes, machine, settings, runs: [...]}.
     """
-    from hearflow.engine.backends import is_export_dir, load_backend
-    from hearflow.export.manifest import read_manifest
-
     model_path = Path(model_path)
     if isinstance(backend, str):
         backend = [b.strip() for b in backend.split(",") if b.strip()]
-    names = backend or [None]
-    export_dir = model_path if is_export_dir(model_path) else None
-    runs, tmp = [], None
-    import torch
-
+    runs = []
     torch_threads = torch.get_num_threads()  # TorchBackend(threads=N) changes it process-wide
     try:
-        for name in names:
-            path = model_path
-            base, _, precision = (name or "").partition("-")
-            if name is not None and base == "onnxruntime" and precision not in ("", "fp32", "int8"):
-                raise HearflowError(f"unknown backend {name!r} (onnxruntime-fp32 or onnxruntime-int8)")
-            if base in ("onnxruntime", "tensorrt") and export_dir is None:
-                if tmp is None:  # one temporary export serves both runtimes
-                    from hearflow.export.onnx import export_onnx
-
-                    tmp = tempfile.TemporaryDirectory(prefix="hearflow-bench-")
-                    export_onnx(model_path, tmp.name, check=False)
-                path = Path(tmp.name)
-                if precision == "int8" and "int8" not in read_manifest(path).precisions:
-                    from hearflow.export.quantize import quantize_export
-
-                    quantize_export(path, clips=BENCH_CALIBRATION_CLIPS, default=False, progress=False)
-            be = load_backend(path, name, device=device, threads=threads)
-            runs.append(bench_backend(be, batch_sizes, warmup, iterations, budget_s, audio_every))
-            del be
+        # one temporary export of a checkpoint serves every onnxruntime/tensorrt run
+        with tempfile.TemporaryDirectory(prefix="hearflow-bench-") as temp:
+            for name in backend or [None]:
+                be = load_backend(_folder_for(model_path, name, Path(temp)), name, device=device, threads=threads)
+                runs.append(bench_backend(be, batch_sizes, warmup, iterations, budget_s, audio_every))
+                del be
     finally:
         torch.set_num_threads(torch_threads)
-        if tmp is not None:
-            tmp.cleanup()
     if not runs:
         raise HearflowError("nothing to benchmark")
     be_cfg = _describe_model(model_path)
@@ -190,13 +165,23 @@ def bench_model(
             "runs": runs}
 
 
+def _folder_for(model_path: Path, name: str | None, temp: Path) -> Path:
+    """What backend ``name`` loads: ``model_path`` itself, or for onnxruntime/tensorrt on a
+    checkpoint its export in ``temp`` (made on first use; INT8 graphs added when asked for)."""
+    base, _, precision = (name or "").partition("-")
+    if name is not None and base == "onnxruntime" and precision not in ("", "fp32", "int8"):
+        raise HearflowError(f"unknown backend {name!r} (onnxruntime-fp32 or onnxruntime-int8)")
+    if base not in ("onnxruntime", "tensorrt") or is_export_dir(model_path):
+        return model_path
+    if not is_export_dir(temp):
+        export_onnx(model_path, temp, check=False)
+    if precision == "int8" and "int8" not in read_manifest(temp).precisions:
+        quantize_export(temp, clips=BENCH_CALIBRATION_CLIPS, default=False, progress=False)
+    return temp
+
+
 def _describe_model(path: Path) -> dict:
     """Model config and input sizes, from the manifest or the checkpoint header."""
-    from hearflow.engine.backends import is_export_dir
-    from hearflow.export.manifest import read_manifest, time_range
-    from hearflow.media.preprocess import PreprocessConfig
-    from hearflow.model.checkpoint import read_meta
-
     if is_export_dir(path):
         m = read_manifest(path)
         model, pre = m.model_config, m.preprocess

@@ -1,0 +1,112 @@
+"""Decoding video and audio of one file together, interleaved in time order (what a file source streams)."""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Iterator
+
+import numpy as np
+
+from hearflow.errors import EmptyMedia
+from hearflow.media.decode.audio import AudioConverter
+from hearflow.media.decode.container import (
+    audio_stream,
+    check_complete,
+    clock_origin,
+    frame_time,
+    open_media,
+    stream_fps,
+    video_stream,
+)
+from hearflow.media.decode.video import VideoFrame, frame_rgb
+
+
+@dataclass
+class AudioBlock:
+    """A run of decoded audio: float32 mono ``samples`` at ``rate`` Hz starting at ``t`` s."""
+
+    t: float
+    samples: np.ndarray = field(repr=False)
+    rate: int
+
+
+def iter_media(
+    path, sample_rate: int | None, video: bool = True, audio: bool = True
+) -> Iterator[VideoFrame | AudioBlock]:
+    """Decode video frames and audio blocks of one file interleaved in time order.
+
+    path: media file.
+    sample_rate: audio rate to resample to; None keeps the native rate.
+    video / audio: which streams to decode; a requested stream that is missing raises
+        NoVideoStream / NoAudioStream.
+    Yields VideoFrame and AudioBlock items sorted by start time on the container clock
+    (AudioBlock t = first sample's time, samples contiguous across blocks). Items are
+    held back until the other stream has caught up, at most one second of media time.
+    """
+    if not (video or audio):
+        raise ValueError("iter_media needs video=True or audio=True")
+    with open_media(path) as container:
+        vstream = video_stream(path, container) if video else None
+        astream = audio_stream(path, container) if audio else None
+        origin = clock_origin(container)
+        if vstream is not None:
+            vstream.thread_type = "AUTO"
+        conv = AudioConverter(astream, sample_rate, origin) if astream is not None else None
+        merge = _Merge(video=vstream is not None, audio=astream is not None)
+        vcount = 0
+        last_t = None
+        streams = [s for s in (vstream, astream) if s is not None]
+        for packet in container.demux(streams):
+            for frame in packet.decode():
+                if packet.stream is vstream:
+                    t = frame_time(frame, origin)
+                    if t is None:
+                        t = vcount / (stream_fps(vstream) or 25.0)
+                    merge.video.append(VideoFrame(vcount, t, frame_rgb(frame)))
+                    vcount += 1
+                    last_t = t
+                else:
+                    merge.push_audio(conv, conv.push(frame))
+            yield from merge.ready()
+        merge.live_video = merge.live_audio = False
+        if conv is not None:
+            merge.push_audio(conv, conv.flush())
+        yield from merge.ready()
+        if vstream is not None:
+            if vcount == 0:
+                raise EmptyMedia(path, "video stream has no decodable frames")
+            fps = stream_fps(vstream) or 25.0
+            check_complete(path, "video", last_t + 1 / fps, vstream, origin, 1 / fps)
+        if conv is not None:
+            conv.check_complete(path)
+
+
+class _Merge:
+    """The decoded video frames and audio blocks not yet yielded, and which streams are still going."""
+
+    def __init__(self, video: bool, audio: bool):
+        self.video: deque[VideoFrame] = deque()
+        self.audio: deque[AudioBlock] = deque()
+        self.live_video, self.live_audio = video, audio  # stream not finished
+
+    def push_audio(self, conv: AudioConverter, x: np.ndarray) -> None:
+        """Queue the samples the converter just returned (they end at ``conv.emitted``)."""
+        if len(x):
+            self.audio.append(AudioBlock((conv.emitted - len(x)) / conv.rate, x, conv.rate))
+
+    def ready(self) -> Iterator[VideoFrame | AudioBlock]:
+        """Pop the items that are safe to emit, earliest first."""
+        # the head is safe when the other queue is non-empty, finished, or behind by
+        # more than a second of media time
+        while self.video or self.audio:
+            v, a = self.video, self.audio
+            if v and a:
+                q = v if v[0].t <= a[0].t else a
+            elif v:
+                q = v if not self.live_audio or v[-1].t - v[0].t > 1.0 else None
+            else:
+                q = a if not self.live_video or a[-1].t - a[0].t > 1.0 else None
+            if q is None:
+                return
+            yield q.popleft()

@@ -1,0 +1,163 @@
+"""Decoding video frames as RGB arrays (seeking, time ranges, the frames around a time) and reading still images."""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Iterator
+
+import numpy as np
+
+from hearflow.errors import CorruptMedia, EmptyMedia
+from hearflow.media.decode.container import (
+    AV_ERRORS,
+    SLACK,
+    check_complete,
+    check_path,
+    clock_origin,
+    frame_time,
+    open_media,
+    rel_start,
+    stream_fps,
+    video_stream,
+)
+
+
+@dataclass
+class VideoFrame:
+    """One decoded video frame.
+
+    index: position in the stream (0 = first frame). Counted when decoding from the
+        start; after a seek it is estimated as round((t - first frame time) × fps),
+        which is exact for constant frame rate video.
+    t: presentation time in seconds on the container clock (PTS × time base).
+    rgb: H × W × 3 uint8 image.
+    """
+
+    index: int
+    t: float
+    rgb: np.ndarray = field(repr=False)
+
+
+def _decode_video(container, stream, origin: float, seek_to: float | None = None, threads: bool = True):
+    """Yield (index, t, av.VideoFrame) in presentation order, from a keyframe at or before ``seek_to``.
+
+    The index is counted when decoding from the start and estimated from t after a seek.
+    A seek that overshoots (bad index) or fails falls back to decoding from the start.
+    """
+    if threads:  # frame + slice threads: faster on large frames; the added latency is harmless for files
+        stream.thread_type = "AUTO"
+    fps = stream_fps(stream)
+    first_t = rel_start(stream, origin)
+    seeked = False
+    if seek_to is not None and seek_to > first_t + SLACK:
+        try:
+            container.seek(int((seek_to + origin) / stream.time_base), stream=stream, backward=True)
+            seeked = True
+        except AV_ERRORS:
+            seeked = False
+    count = 0
+    for frame in container.decode(stream):
+        t = frame_time(frame, origin)
+        if t is None:  # no timestamp (rare): continue from the previous one
+            t = first_t + count / fps if fps else float(count)
+        if seeked and count == 0 and t > seek_to + SLACK and t > first_t + SLACK:
+            # landed after the wanted time: start again from the beginning
+            container.seek(stream.start_time or 0, stream=stream, backward=True)
+            yield from _decode_video(container, stream, origin, None, threads)
+            return
+        index = round((t - first_t) * fps) if seeked and fps else count
+        count += 1
+        yield index, t, frame
+
+
+def frame_rgb(frame) -> np.ndarray:
+    return frame.to_ndarray(format="rgb24")
+
+
+def read_frames(path, start: float | None = None, end: float | None = None) -> Iterator[VideoFrame]:
+    """Decode video frames with start <= t < end (seconds, container clock), in order.
+
+    path: media file with a video stream.
+    start: first time wanted; the file is seeked to the keyframe before it, then frames
+        before ``start`` are decoded and dropped. None: from the first frame.
+    end: stop before this time (exclusive); None: to the end of the stream, where a
+        stream much shorter than its declared duration raises CorruptMedia.
+    Raises NoVideoStream, EmptyMedia (no frames), CorruptMedia, MediaNotFound.
+    """
+    with open_media(path) as container:
+        stream = video_stream(path, container)
+        origin = clock_origin(container)
+        last_t = None  # of the last decoded frame, wanted or not
+        for index, t, frame in _decode_video(container, stream, origin, start):
+            last_t = t
+            if start is not None and t < start - SLACK:
+                continue
+            if end is not None and t >= end - SLACK:
+                break
+            yield VideoFrame(index, t, frame_rgb(frame))
+        else:  # decoded to the end of the stream
+            if last_t is None:
+                raise EmptyMedia(path, "video stream has no decodable frames")
+            fps = stream_fps(stream) or 25.0
+            check_complete(path, "video", last_t + 1 / fps, stream, origin, 1 / fps)
+
+
+def frames_around(path, t: float, before: int = 1, after: int = 1) -> tuple[list[VideoFrame], int, float]:
+    """The frame nearest time ``t`` with up to ``before`` preceding and ``after`` following frames.
+
+    path: media file with a video stream.
+    t: time in seconds on the container clock; before the first frame gives the first
+        frame, after the last frame gives the last one. Ties go to the earlier frame.
+    before / after: number of neighbouring source frames wanted (fewer at the ends).
+    Returns (frames in order, position of the target frame in that list, fps). Seeks to
+    the keyframe before the wanted span, so it costs at most one GOP of decoding.
+    Raises NoVideoStream, EmptyMedia, CorruptMedia, MediaNotFound.
+    """
+    with open_media(path) as container:
+        stream = video_stream(path, container)
+        origin = clock_origin(container)
+        fps = stream_fps(stream) or 25.0
+        buf = deque(maxlen=before + 2)  # candidates: `before` frames, target, one after
+        target = None  # the chosen (index, t, frame)
+        following = []
+        for item in _decode_video(container, stream, origin, t - (before + 1.5) / fps, threads=False):
+            if target is not None:
+                following.append(item)
+            else:
+                buf.append(item)
+                if item[1] >= t - SLACK:  # first frame at/after t: it or its predecessor is nearest
+                    if len(buf) >= 2 and t - buf[-2][1] <= item[1] - t:
+                        target = buf[-2]
+                        following.append(item)
+                    else:
+                        target = item
+            if target is not None and len(following) >= after:
+                break
+        if not buf:
+            raise EmptyMedia(path, f"no decodable video frames at or before {t:.3f} s")
+        if target is None:  # t is past the last frame
+            target = buf[-1]
+            check_complete(path, "video", target[1] + 1 / fps, stream, origin, 1 / fps)
+        preceding = [item for item in buf if item[1] < target[1]][-before:] if before else []
+        items = preceding + [target] + following[:after]
+        frames = [VideoFrame(index, ft, frame_rgb(frame)) for index, ft, frame in items]
+        return frames, len(preceding), fps
+
+
+def read_image(path) -> np.ndarray:
+    """Read a still image (jpg, png, ...) as H × W × 3 RGB uint8.
+
+    path: image file. Raises MediaNotFound (missing, a directory), EmptyMedia
+    (zero-length) or CorruptMedia (not decodable as an image).
+    """
+    import cv2  # here, not at the top: `hearflow probe` should not pay for importing OpenCV
+
+    check_path(path)
+    try:
+        bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    except cv2.error as exc:
+        raise CorruptMedia(path, f"cannot decode image ({exc})") from exc
+    if bgr is None:
+        raise CorruptMedia(path, "cannot decode image: corrupt, truncated or not an image format OpenCV reads")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)

@@ -148,7 +148,8 @@ class Engine:
         self.counters = Counters()
         self.mailbox = Mailbox(lossless=not realtime)
         self.rate = self._engine_rate()
-        self.ring = AudioRing(self.rate, max(cfg.ring_seconds, self.pre.audio_seconds + 2)) if audio is not None else None
+        ring_seconds = max(cfg.ring_seconds, self.pre.audio_seconds + 2)
+        self.ring = AudioRing(self.rate, ring_seconds) if audio is not None else None
         self.error: BaseException | None = None
         self.runners: list[SinkRunner] = []
         """One per sink, started by run()."""

@@ -8,11 +8,13 @@ re-exported here.
 from hearflow.engine.sinks.base import Sink, SinkOptions, SinkRunner, StreamInfo
 from hearflow.engine.sinks.registry import SINK_KINDS, parse_sinks, register_sink, sink_help
 
-# the kinds, in the order --help lists them
-from hearflow.engine.sinks.overlay import NO_DISPLAY, OverlaySink, check_display  # noqa: E402, I001
-from hearflow.engine.sinks.video import VIDEO_SUFFIXES, VideoSink  # noqa: E402
-from hearflow.engine.sinks.zmq import ZmqSink  # noqa: E402
-from hearflow.engine.sinks.jsonl import JsonlSink  # noqa: E402
+# importing a sink module registers its kind; this order is the order --help lists them in
+# isort: off
+from hearflow.engine.sinks.overlay import NO_DISPLAY, OverlaySink, check_display
+from hearflow.engine.sinks.video import VIDEO_SUFFIXES, VideoSink
+from hearflow.engine.sinks.zmq import ZmqSink
+from hearflow.engine.sinks.jsonl import JsonlSink
+# isort: on
 
 SINK_HELP = sink_help()
 """The --sink kinds as help text."""

@@ -10,7 +10,7 @@ import argparse
 import json
 from pathlib import Path
 
-from hearflow.engine.run import run_engine
+from hearflow.engine.run import RunOptions, run_engine
 
 
 def main():
@@ -22,8 +22,8 @@ def main():
 
     out = Path(args.out)
     log = out.with_suffix(".jsonl")
-    summary = run_engine(args.model, args.video, audio="same", sink=f"video:{out},jsonl:{log}",
-                         realtime=False, status=False)
+    summary = run_engine(RunOptions(args.model, args.video, audio="same", sink=f"video:{out},jsonl:{log}",
+                                    realtime=False, status=False))
     if summary["error"]:
         raise SystemExit(f"error: {summary['error']}")
     print(f"{summary['processed']} frames → {out} and {log}")

@@ -13,7 +13,7 @@ import cv2
 
 from hearflow.runtime.backends import load_backend
 from hearflow.engine.draw import overlay
-from hearflow.engine.engine import map_peak
+from hearflow.engine.pipeline import map_peak
 from hearflow.media.audio import log_spectrogram
 from hearflow.media.frames import normalize_frame
 from hearflow.media.sample import video_sample

@@ -271,8 +271,8 @@ def _run(p):
         import json
 
         from hearflow import config
-        from hearflow.engine.engine import EngineConfig
-        from hearflow.engine.run import run_engine
+        from hearflow.engine.pipeline import EngineConfig
+        from hearflow.engine.run import RunOptions, run_engine
         from hearflow.engine.sources import parse_video_spec
 
         cfg = config.apply_overrides(EngineConfig(), args.overrides)
@@ -280,11 +280,11 @@ def _run(p):
         if realtime is None:  # files are processed offline unless asked; devices are live
             kind, arg = parse_video_spec(args.video)
             realtime = not (kind == "file" and "://" not in str(arg))
-        summary = run_engine(
+        summary = run_engine(RunOptions(
             args.model, args.video, args.audio, args.sink, backend=args.backend, realtime=realtime,
-            duration=args.duration, summary_path=args.summary, cfg=cfg, zmq_overlay=args.zmq_overlay,
+            duration=args.duration, summary_path=args.summary, engine=cfg, zmq_overlay=args.zmq_overlay,
             frame_id=args.frame_id, threads=args.threads, device=args.device, status=not args.no_status,
-        )
+        ))
         print(json.dumps(summary, indent=2))
         if summary.get("error"):
             raise SystemExit(1)
@@ -399,7 +399,7 @@ def _bench(p):
                                  device=args.device)
             print(format_bench(result, args.goal_ms))
         else:
-            from hearflow.engine.bench import bench_engine, format_engine_bench
+            from hearflow.engine.benchmark import bench_engine, format_engine_bench
 
             result = bench_engine(args.model, args.video, args.backend, realtime=args.realtime,
                                   seconds=args.seconds, fps=args.fps, threads=args.threads)
@@ -428,7 +428,7 @@ def _calibrate(p):
     def run(args):
         import json
 
-        from hearflow.engine.calibrate import calibrate, clip_scores
+        from hearflow.trainer.calibrate import calibrate, clip_scores
 
         result = calibrate(clip_scores(args.model, args.data, args.split, args.backend))
         print(json.dumps(result, indent=2))

@@ -2,9 +2,11 @@
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import av
@@ -14,8 +16,8 @@ import torch
 
 from hearflow.cli import main
 from hearflow.runtime.backends import TorchBackend
-from hearflow.engine.engine import Engine, EngineConfig, confidence, map_peak
-from hearflow.engine.run import run_engine
+from hearflow.engine.pipeline import Engine, EngineConfig, map_peak
+from hearflow.engine.run import RunOptions, run_engine
 from hearflow.engine.sinks import JsonlSink
 from hearflow.engine.sources import open_sources
 from hearflow.media.encode import write_clip
@@ -23,6 +25,7 @@ from hearflow.media.preprocess import PreprocessConfig
 from hearflow.media.synth import SynthConfig, render_clip, sample_spec
 from hearflow.model import ModelConfig, create_model
 from hearflow.model.checkpoint import save_checkpoint
+from hearflow.runtime.confidence import confidence
 
 PRE = PreprocessConfig(image_size=64, audio_window="trailing")
 ONSET = 2.0
@@ -52,8 +55,8 @@ def read_jsonl(path):
 
 
 def test_offline_file_every_frame_in_order_and_audio_by_timestamp(model_dir, onset_clip, tmp_path):
-    summary = run_engine(model_dir, str(onset_clip), "same", f"jsonl:{tmp_path}/r.jsonl,video:{tmp_path}/a.mp4",
-                         realtime=False, status=False)
+    summary = run_engine(RunOptions(model_dir, str(onset_clip), "same", f"jsonl:{tmp_path}/r.jsonl,video:{tmp_path}/a.mp4",
+                                    realtime=False, status=False))
     assert summary["captured"] == summary["processed"] == 100
     assert summary["dropped"]["before_inference"] == 0
     rows = read_jsonl(tmp_path / "r.jsonl")
@@ -116,8 +119,8 @@ def test_paced_file_drops_frames_instead_of_lagging(model_dir, onset_clip, tmp_p
 
 
 def test_no_audio_gives_zero_confidence(model_dir, onset_clip, tmp_path):
-    summary = run_engine(model_dir, str(onset_clip), "none", f"jsonl:{tmp_path}/r.jsonl", realtime=False,
-                         duration=1.0, status=False)
+    summary = run_engine(RunOptions(model_dir, str(onset_clip), "none", f"jsonl:{tmp_path}/r.jsonl", realtime=False,
+                                    duration=1.0, status=False))
     rows = read_jsonl(tmp_path / "r.jsonl")
     assert summary["processed"] == 25 and all(r["confidence"] == 0 for r in rows)
 
@@ -140,8 +143,8 @@ def test_zmq_to_a_real_subscriber_process(model_dir, onset_clip, tmp_path):
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     time.sleep(1.5)  # let the subscriber connect before the publisher starts
-    summary = run_engine(model_dir, str(onset_clip), "same", f"zmq:tcp://127.0.0.1:{port}", realtime=True,
-                         status=False)
+    summary = run_engine(RunOptions(model_dir, str(onset_clip), "same", f"zmq:tcp://127.0.0.1:{port}", realtime=True,
+                                    status=False))
     out, err = sub.communicate(timeout=60)
     assert sub.returncode == 0, err
     assert summary["sinks"][f"zmq:tcp://127.0.0.1:{port}"]["written"] == summary["processed"]
@@ -197,7 +200,7 @@ def test_bad_input_is_one_line(model_dir, onset_clip, tmp_path, capsys):
 
 
 def test_gstreamer_test_sources(model_dir, tmp_path):
-    from hearflow.engine.gst import import_gst
+    from hearflow.engine.sources.gstreamer import import_gst
 
     try:
         import_gst()
@@ -207,7 +210,7 @@ def test_gstreamer_test_sources(model_dir, tmp_path):
              "! videoconvert ! video/x-raw,format=RGB ! appsink name=sink")
     audio = ("gst:audiotestsrc wave=sine freq=440 ! audioconvert ! audioresample "
              "! audio/x-raw,format=F32LE,channels=1,rate=22050 ! appsink name=sink")
-    summary = run_engine(model_dir, video, audio, f"jsonl:{tmp_path}/g.jsonl", realtime=True, status=False)
+    summary = run_engine(RunOptions(model_dir, video, audio, f"jsonl:{tmp_path}/g.jsonl", realtime=True, status=False))
     rows = read_jsonl(tmp_path / "g.jsonl")
     assert summary["processed"] == len(rows) >= 10
     assert rows[-1]["audio_rms_db"] > -30  # the sine reached the ring
@@ -216,7 +219,7 @@ def test_gstreamer_test_sources(model_dir, tmp_path):
 
 GST_THEN_CXX = """
 import numpy
-from hearflow.engine.gst import import_gst
+from hearflow.engine.sources.gstreamer import import_gst
 from hearflow.errors import MissingDependency
 try:
     import_gst()
@@ -256,3 +259,49 @@ def test_bench_engine_offline_counts_every_frame(model_dir, tmp_path, capsys):
     assert s["threads"] == 1 and s["backend"] == "torch" and not s["realtime"]
     assert s["source"]["size"] == [640, 480] and s["latency_ms"]["capture_to_published_p99"] > 0
     assert "processed 30, dropped 0" in text and "(fp32, 1 threads), offline" in text
+
+
+def test_engine_log_lines_from_many_threads_never_interleave(monkeypatch):
+    from hearflow.engine.log import stderr_log
+
+    class SlowStream:
+        """stderr that hands the GIL to other threads inside every write, so without the
+        lock a line's text and its newline would be split by other threads' writes."""
+
+        def __init__(self):
+            self.parts = []
+
+        def write(self, text):
+            self.parts.append(text)
+            time.sleep(0)
+            return len(text)
+
+        def flush(self):
+            time.sleep(0)
+
+    stream = SlowStream()
+    monkeypatch.setattr(sys, "stderr", stream)
+    n_threads, n_lines = 8, 300
+    start = threading.Barrier(n_threads)
+
+    def writer(k):
+        start.wait()
+        for i in range(n_lines):
+            stderr_log(f"thread {k} line {i} " + "x" * (i % 50))
+
+    threads = [threading.Thread(target=writer, args=(k,)) for k in range(n_threads)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    lines = "".join(stream.parts).split("\n")
+    assert lines[-1] == ""
+    lines = lines[:-1]
+    assert len(lines) == n_threads * n_lines
+    for line in lines:
+        m = re.fullmatch(r"thread (\d+) line (\d+) x*", line)
+        assert m, f"a line split by another thread's: {line!r}"
+        k, i = map(int, m.groups())
+        assert line == f"thread {k} line {i} " + "x" * (i % 50)
+    for k in range(n_threads):  # each thread's lines whole and in its own order
+        assert [int(line.split()[3]) for line in lines if line.startswith(f"thread {k} ")] == list(range(n_lines))

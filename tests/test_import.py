@@ -369,7 +369,7 @@ def test_htf_compat_flow_keeps_only_positive_motion():
 def test_imported_htf_exports_to_onnx_and_runs_in_the_engine(htf_maxpool, tmp_path):
     """The imported model (htf_compat: Farneback at native resolution, flow to the next
     frame, centred audio) goes through ONNX export and the engine on a real clip."""
-    from hearflow.engine.run import run_engine
+    from hearflow.engine.run import RunOptions, run_engine
     from hearflow.export import export_model
     from hearflow.media.encode import write_clip
     from hearflow.model.importers import import_checkpoint
@@ -380,8 +380,8 @@ def test_imported_htf_exports_to_onnx_and_runs_in_the_engine(htf_maxpool, tmp_pa
     frames = np.stack([np.roll(_texture(120, 160), 2 * i, axis=1) for i in range(12)])
     tone = (0.2 * np.sin(2 * np.pi * 440 * np.arange(22050) / 22050)).astype(np.float32)
     write_clip(tmp_path / "clip.mp4", frames, 25, tone + 0.001 * rng.standard_normal(22050).astype(np.float32), 22050)
-    summary = run_engine(tmp_path / "onnx", str(tmp_path / "clip.mp4"), "same", f"jsonl:{tmp_path}/r.jsonl",
-                         realtime=False, status=False)
+    summary = run_engine(RunOptions(tmp_path / "onnx", str(tmp_path / "clip.mp4"), "same", f"jsonl:{tmp_path}/r.jsonl",
+                                    realtime=False, status=False))
     assert summary["backend"] == "onnxruntime" and summary["processed"] == summary["captured"] == 12
     rows = [json.loads(line) for line in open(tmp_path / "r.jsonl")]
     assert [r["capture_seq"] for r in rows] == list(range(12))  # flow to the next frame: one frame late, none lost

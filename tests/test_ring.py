@@ -9,7 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hearflow.engine.ring import AudioRing, Mailbox
+from hearflow.engine.mailbox import Mailbox
+from hearflow.engine.ring import AudioRing
 
 RATE = 100  # a low rate keeps rings small (5 s = 500 samples) for property tests
 CAP_SECONDS = 5.0

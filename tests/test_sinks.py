@@ -27,7 +27,7 @@ from hearflow.engine.sinks import (
     VideoSink,
     parse_sinks,
 )
-from hearflow.engine.wire import ZmqSink
+from hearflow.engine.sinks.zmq import ZmqSink
 from hearflow.errors import HearflowError
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -17,8 +17,9 @@ import cv2
 import numpy as np
 import pytest
 
-from hearflow.engine.devices import CameraSource
-from hearflow.engine.ring import AudioRing, Mailbox
+from hearflow.engine.mailbox import Mailbox
+from hearflow.engine.ring import AudioRing
+from hearflow.engine.sources import CameraSource
 from hearflow.engine.sources import (
     AudioFileSource,
     CaptureContext,
@@ -322,11 +323,12 @@ MIC_SCRIPT = textwrap.dedent(
     import json, sys, threading, time
     import numpy as np
     from hearflow.engine.capture import CaptureContext
-    from hearflow.engine.ring import AudioRing, Mailbox
+    from hearflow.engine.mailbox import Mailbox
+    from hearflow.engine.ring import AudioRing
     from hearflow.errors import MissingDependency
     from hearflow.media.preprocess import PreprocessConfig
     try:
-        from hearflow.engine.devices import MicSource
+        from hearflow.engine.sources.microphone import MicSource
         mic = MicSource(None, PreprocessConfig())
         mic.open()
     except MissingDependency as exc:
@@ -389,7 +391,7 @@ def test_mic_through_real_portaudio_and_alsa(tmp_path):
 # --------------------------------------------------------------------------- GStreamer
 @pytest.fixture(scope="module")
 def gst():
-    from hearflow.engine.gst import import_gst
+    from hearflow.engine.sources.gstreamer import import_gst
 
     try:
         return import_gst()
@@ -546,7 +548,7 @@ class FakeStream:
 
 
 def test_mic_lost_is_reopened_with_backoff_and_audio_resumes():
-    from hearflow.engine.devices import MicSource
+    from hearflow.engine.sources.microphone import MicSource
 
     sd = FakeSoundDevice()
     mic = MicSource(None, CFG, backoff=(0.05, 0.4))

@@ -18,13 +18,13 @@ import zmq
 
 from hearflow.engine.packets import Result
 from hearflow.engine.sinks import SinkRunner, StreamInfo
+from hearflow.engine.sinks.zmq import ZmqSink
 from hearflow.engine.wire import (
     DEFAULT_ENDPOINT,
     HEATMAP_SCHEMA,
     HEATMAP_TOPIC,
     OVERLAY_TOPIC,
     WireError,
-    ZmqSink,
     decode_message,
     encode_message,
     is_loopback,

@@ -15,7 +15,6 @@ inference thread can take any source's audio window by a frame's ``t_media``.
 
 from __future__ import annotations
 
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -23,20 +22,13 @@ from typing import Callable
 
 import numpy as np
 
+from hearflow.engine.log import stderr_log
+from hearflow.engine.mailbox import Mailbox
 from hearflow.engine.packets import AudioChunk, FramePacket
-from hearflow.engine.ring import AudioRing, Mailbox
+from hearflow.engine.ring import AudioRing
 from hearflow.media.flow import FlowEstimator
 from hearflow.media.frames import resize_frame
 from hearflow.media.preprocess import PreprocessConfig
-
-_LOG_LOCK = threading.Lock()
-
-
-def stderr_log(message: str) -> None:
-    """Default ``log``: one line to stderr; the lock keeps lines from different threads whole."""
-    with _LOG_LOCK:
-        print(message, file=sys.stderr, flush=True)
-
 
 class CaptureCounters:
     """What the capture threads did, for the status line and the run summary.

@@ -7,6 +7,7 @@ source started for live devices).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -75,3 +76,9 @@ class Result:
     rgb: np.ndarray | None = None
     """The captured frame, for sinks that draw (overlay, video); None for others."""
     extra: dict = field(default_factory=dict)
+
+
+def finite(x) -> float | None:
+    """A float, or None for NaN/inf (which JSON cannot hold): how Result fields are serialised."""
+    x = float(x)
+    return x if math.isfinite(x) else None

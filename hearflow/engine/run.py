@@ -1,30 +1,34 @@
-"""``hearflow run``: glue from command-line strings to a running :class:`Engine`."""
+"""``hearflow run``: glue from command-line strings (:class:`RunOptions`) to a running :class:`Engine`."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import threading
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from hearflow.engine.capture import stderr_log
-from hearflow.engine.engine import Engine, EngineConfig
+from hearflow.engine.log import LOCK, stderr_log
+from hearflow.engine.pipeline import Engine, EngineConfig
 
 
 class StatusLine:
-    """One status line refreshed in place on a terminal; a plain line every few seconds otherwise."""
+    """One status line refreshed in place on a terminal; a plain line every few seconds otherwise.
+
+    It writes under the engine's one log lock (hearflow.engine.log.LOCK), so neither its
+    line nor its log lines are ever split by another thread's.
+    """
 
     def __init__(self, stream=sys.stderr, every: float = 5.0):
         self.stream = stream
         self.tty = stream.isatty()
         self.every = every
         self._last = 0.0
-        self._lock = threading.Lock()
 
     def __call__(self, text: str) -> None:
-        import time
-
-        with self._lock:
+        with LOCK:
             if self.tty:
                 self.stream.write("\r\x1b[K" + text)
                 self.stream.flush()
@@ -35,7 +39,7 @@ class StatusLine:
 
     def log(self, message: str) -> None:
         """Log lines must not be glued to the status line."""
-        with self._lock:
+        with LOCK:
             if self.tty:
                 self.stream.write("\r\x1b[K")
             self.stream.write(message + "\n")
@@ -70,58 +74,80 @@ def _stop_on_signals():
     return restore
 
 
-def run_engine(
-    model,
-    video: str,
-    audio: str = "same",
-    sink: str = "overlay",
-    backend: str | None = None,
-    realtime: bool = True,
-    duration: float | None = None,
-    summary_path=None,
-    cfg: EngineConfig = EngineConfig(),
-    zmq_overlay: bool = False,
-    frame_id: str = "camera",
-    threads: int = 0,
-    device: str = "auto",
-    status: bool = True,
-) -> dict:
+@dataclass
+class RunOptions:
+    """What ``hearflow run`` is asked to do (one field per command-line option)."""
+
+    model: str | Path
+    """Checkpoint folder or export folder."""
+    video: str
+    """``--video`` spec (hearflow.engine.sources.spec)."""
+    audio: str = "same"
+    """``--audio`` spec."""
+    sink: str = "overlay"
+    """``--sink`` text (hearflow.engine.sinks.parse_sinks)."""
+    backend: str | None = None
+    """Inference runtime (None: the model folder's default)."""
+    realtime: bool = True
+    """Pace sources like live devices (True) or process files losslessly (False)."""
+    duration: float | None = None
+    """Stop after this many seconds of media time (None: until the source ends)."""
+    summary_path: str | Path | None = None
+    """Also write the JSON summary to this file."""
+    engine: EngineConfig = field(default_factory=EngineConfig)
+    """Engine settings (audio hop, queues, confidence thresholds)."""
+    zmq_overlay: bool = False
+    """zmq sinks also publish JPEG overlays."""
+    frame_id: str = "camera"
+    """frame_id in ZeroMQ headers."""
+    threads: int = 0
+    """CPU threads for inference (0: physical cores minus one)."""
+    device: str = "auto"
+    """auto, cpu or cuda."""
+    status: bool = True
+    """Show the status line on stderr."""
+
+
+def run_engine(options: RunOptions) -> dict:
     """Load the model, open sources and sinks, run until the end, return the summary."""
     from hearflow.runtime.backends import load_backend
     from hearflow.engine.sinks import parse_sinks
     from hearflow.engine.sources import open_sources
 
-    line = StatusLine() if status else None
+    o = options
+    line = StatusLine() if o.status else None
     log = line.log if line else stderr_log
-    sinks = parse_sinks(sink, zmq_overlay=zmq_overlay, frame_id=frame_id)  # bad --sink fails before loading
-    if threads == 0:
-        from hearflow.runtime.backends import physical_cores
-
-        # leave a core to capture, decoding and flow: on 2 cores a 2-thread runtime pool
-        # competes with them and drops frames (docs/benchmarks.md, Engine)
-        threads = max(1, physical_cores() - 1)
-    be = load_backend(model, backend, device=device, threads=threads)
+    sinks = parse_sinks(o.sink, zmq_overlay=o.zmq_overlay, frame_id=o.frame_id)  # bad --sink fails before loading
+    threads = o.threads or _default_threads()
+    be = load_backend(o.model, o.backend, device=o.device, threads=threads)
     pre = be.preprocess
-    if realtime and pre.audio_window == "centered" and audio != "none":
-        log(f"note: {model} was trained with audio windows centred on the frame; live input only has the past,"
+    if o.realtime and pre.audio_window == "centered" and o.audio != "none":
+        log(f"note: {o.model} was trained with audio windows centred on the frame; live input only has the past,"
             " so the engine uses the trailing window")
-    video_src, audio_src = open_sources(video, audio, pre, realtime)
+    video_src, audio_src = open_sources(o.video, o.audio, pre, o.realtime)
     restore = _stop_on_signals()
     try:
-        engine = Engine(be, video_src, audio_src, sinks, cfg, realtime=realtime, duration=duration, log=log,
-                        status=line)
-        summary = engine.run()
+        with contextlib.ExitStack() as sources:
+            for src in {id(s): s for s in (video_src, audio_src) if s is not None}.values():
+                sources.enter_context(src)  # closed when the run ends, however it ends
+            engine = Engine(be, video_src, audio_src, sinks, o.engine, realtime=o.realtime, duration=o.duration,
+                            log=log, status=line)
+            summary = engine.run()
     finally:
         restore()
-        for src in {id(s): s for s in (video_src, audio_src) if s is not None}.values():
-            close = getattr(src, "close", None)
-            if close:
-                close()
         if line:
             line.end()
-    summary.update(video=video, audio=audio, sinks=summary["sinks"], threads=threads)
-    if summary_path:
-        path = Path(summary_path)
+    summary.update(video=o.video, audio=o.audio, sinks=summary["sinks"], threads=threads)
+    if o.summary_path:
+        path = Path(o.summary_path)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def _default_threads() -> int:
+    from hearflow.runtime.backends import physical_cores
+
+    # leave a core to capture, decoding and flow: on 2 cores a 2-thread runtime pool
+    # competes with them and drops frames (docs/benchmarks.md, Engine)
+    return max(1, physical_cores() - 1)

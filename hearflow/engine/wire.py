@@ -1,4 +1,4 @@
-"""The ZeroMQ wire format: encoding, the PUB sink and the reference subscriber.
+"""The ZeroMQ wire format: encoding and decoding messages, and the reference subscriber.
 
 Every message is three frames ``[topic, header, payload]`` (docs/wire_format.md):
 
@@ -8,11 +8,9 @@ Every message is three frames ``[topic, header, payload]`` (docs/wire_format.md)
 - topic ``hearflow.overlay`` (optional): same header with ``encoding: "jpeg"``; payload
   the JPEG of the frame with the heatmap blended in.
 
-:class:`ZmqSink` publishes on a PUB socket bound to ``tcp://127.0.0.1:5555`` by default
-(loopback only). It never waits for subscribers: a tiny send high-water mark and
-non-blocking sends mean a slow or stalled subscriber just misses messages (it sees a gap
-in ``seq``). :func:`listen` is the reference subscriber (``hearflow listen``,
-``python -m hearflow.engine.wire``).
+The publisher is :class:`hearflow.engine.sinks.zmq.ZmqSink` (``--sink zmq``), bound to
+``tcp://127.0.0.1:5555`` by default (loopback only). :func:`listen` is the reference
+subscriber (``hearflow listen``, ``python -m hearflow.engine.wire``).
 """
 
 from __future__ import annotations
@@ -28,7 +26,7 @@ from typing import Callable, Iterable
 import numpy as np
 import zmq
 
-from hearflow.engine.sinks import Sink, StreamInfo, finite
+from hearflow.engine.packets import finite
 from hearflow.errors import HearflowError
 
 HEATMAP_TOPIC = "hearflow.heatmap"
@@ -170,103 +168,6 @@ def encode_jpeg(bgr: np.ndarray, quality: int = 80) -> bytes:
     return buf.tobytes()
 
 
-# --------------------------------------------------------------------------- publisher
-class ZmqSink(Sink):
-    """Publish each result on a ZeroMQ PUB socket (the robot-facing stream).
-
-    endpoint: where to bind; default tcp://127.0.0.1:5555 (this machine only). Binding
-        to another interface (tcp://*:5555, tcp://192.168.1.10:5555) must be asked for
-        explicitly and is logged: the stream has no authentication. A port of ``*``
-        (tcp://127.0.0.1:*) picks a free one; ``endpoint`` then holds the real one.
-    frame_id: ROS-style frame_id in every header.
-    overlay: also publish the blended frame as JPEG on topic hearflow.overlay.
-    jpeg_quality: quality of those JPEGs (1..100).
-    alpha: heatmap blend weight of the overlay image.
-    sndhwm: messages queued per subscriber before ZeroMQ drops for it; small, so a
-        stalled subscriber costs no memory and never blocks the engine.
-    linger_ms: how long close() may spend sending what is still queued.
-    """
-
-    wants_audio = False
-
-    def __init__(
-        self,
-        endpoint: str = DEFAULT_ENDPOINT,
-        frame_id: str = "camera",
-        overlay: bool = False,
-        jpeg_quality: int = 80,
-        alpha: float = 0.45,
-        sndhwm: int = 2,
-        linger_ms: int = 200,
-    ):
-        self.endpoint = normalize_endpoint(endpoint)
-        self.name = f"zmq:{self.endpoint}"
-        self.frame_id = frame_id
-        self.overlay = overlay
-        self.wants_frames = overlay
-        self.jpeg_quality = jpeg_quality
-        self.alpha = alpha
-        self.sndhwm = sndhwm
-        self.linger_ms = linger_ms
-        self.sent = 0
-        """Messages handed to ZeroMQ."""
-        self.dropped = 0
-        """Messages ZeroMQ refused at once (zmq.Again). A PUB socket drops for a slow
-        subscriber silently instead; subscribers see those as gaps in seq."""
-        self._ctx = None
-        self._sock = None
-        self._model = ""
-
-    def open(self, info: StreamInfo) -> None:
-        # a context of its own: closing it never waits on anybody else's sockets
-        self._ctx = zmq.Context()
-        sock = self._ctx.socket(zmq.PUB)
-        sock.setsockopt(zmq.SNDHWM, self.sndhwm)
-        sock.setsockopt(zmq.LINGER, self.linger_ms)
-        try:
-            sock.bind(self.endpoint)
-        except zmq.ZMQError as exc:
-            sock.close(linger=0)
-            self._ctx.term()
-            self._ctx = None
-            raise HearflowError(f"{self.name}: cannot bind: {exc}") from None
-        self._sock = sock
-        self.endpoint = sock.getsockopt_string(zmq.LAST_ENDPOINT) or self.endpoint
-        self.name = f"zmq:{self.endpoint}"  # the real port when '*' picked one
-        self._model = info.model or ""
-        if not is_loopback(self.endpoint):
-            info.log(f"zmq: publishing on {self.endpoint}: other machines can subscribe (no authentication)")
-
-    def write(self, result) -> None:
-        wall_offset = time.time() - time.monotonic()
-        self._send(encode_message(result, frame_id=self.frame_id, wall_offset=wall_offset, model=self._model))
-        if self.overlay and result.rgb is not None:
-            import cv2
-
-            from hearflow.engine import draw
-
-            bgr = cv2.cvtColor(result.rgb, cv2.COLOR_RGB2BGR)
-            img = draw.overlay(bgr, result.map, result.peak, (), self.alpha, result.confidence, order="bgr")
-            jpeg = encode_jpeg(img, self.jpeg_quality)
-            self._send(encode_message(result, frame_id=self.frame_id, jpeg=jpeg, jpeg_size=(img.shape[1], img.shape[0]),
-                                      wall_offset=wall_offset, model=self._model))
-
-    def _send(self, parts: list[bytes]) -> None:
-        try:
-            self._sock.send_multipart(parts, flags=zmq.NOBLOCK)
-            self.sent += 1
-        except zmq.Again:
-            self.dropped += 1
-
-    def close(self) -> None:
-        if self._sock is not None:
-            self._sock.close(linger=self.linger_ms)
-            self._sock = None
-        if self._ctx is not None:
-            self._ctx.term()
-            self._ctx = None
-
-
 # --------------------------------------------------------------------------- subscriber
 def format_line(topic: str, header: dict, payload) -> str:
     """One line describing a message (what ``hearflow listen`` prints)."""
@@ -307,35 +208,19 @@ def listen(
     newest_only: keep only the newest message when several are waiting (a slow reader
         skips ahead instead of falling behind).
     """
-    save = Path(save_dir) if save_dir is not None else None
-    headers_file = None
-    if save is not None:
-        save.mkdir(parents=True, exist_ok=True)
-        headers_file = open(save / "headers.jsonl", "a", encoding="utf-8")
+    saver = _Saver(save_dir) if save_dir is not None else None
     ctx = zmq.Context()
-    sock = ctx.socket(zmq.SUB)
-    sock.setsockopt(zmq.LINGER, 0)
-    if newest_only:
-        sock.setsockopt(zmq.RCVHWM, 2)
-    for t in topics:
-        sock.setsockopt(zmq.SUBSCRIBE, t.encode())
-    sock.connect(normalize_endpoint(endpoint))
+    sock = _subscribe(ctx, endpoint, topics, newest_only)
     deadline = None if timeout is None else time.monotonic() + timeout
     received = 0
     last_seq: dict[str, int] = {}
     try:
         while count is None or received < count:
-            wait = 0.1 if deadline is None else min(0.1, deadline - time.monotonic())
-            if wait <= 0:
+            parts = _receive(sock, deadline, newest_only)
+            if parts is _TIMED_OUT:
                 break
-            if not sock.poll(int(math.ceil(wait * 1000))):  # short polls keep Ctrl-C responsive
+            if parts is None:
                 continue
-            parts = sock.recv_multipart()
-            while newest_only:
-                try:
-                    parts = sock.recv_multipart(zmq.NOBLOCK)
-                except zmq.Again:
-                    break
             try:
                 topic, header, payload = decode_message(parts)
             except WireError as exc:
@@ -346,22 +231,69 @@ def listen(
                 out(f"{topic} gap: {seq - last_seq[topic] - 1} message(s) missed")
             last_seq[topic] = seq
             out(format_line(topic, header, payload))
-            if save is not None:
-                if isinstance(payload, np.ndarray):
-                    np.save(save / f"{seq:08d}.npy", payload)
-                else:
-                    (save / f"{seq:08d}.jpg").write_bytes(payload)
-                headers_file.write(json.dumps({"topic": topic, **header}) + "\n")
-                headers_file.flush()
+            if saver is not None:
+                saver.save(topic, header, payload, seq)
             received += 1
     except KeyboardInterrupt:
         pass
     finally:
         sock.close(linger=0)
         ctx.term()
-        if headers_file is not None:
-            headers_file.close()
+        if saver is not None:
+            saver.close()
     return received
+
+
+_TIMED_OUT = object()
+
+
+def _subscribe(ctx, endpoint: str, topics: Iterable[str], newest_only: bool):
+    """A SUB socket connected to ``endpoint`` for ``topics``."""
+    sock = ctx.socket(zmq.SUB)
+    sock.setsockopt(zmq.LINGER, 0)
+    if newest_only:
+        sock.setsockopt(zmq.RCVHWM, 2)
+    for t in topics:
+        sock.setsockopt(zmq.SUBSCRIBE, t.encode())
+    sock.connect(normalize_endpoint(endpoint))
+    return sock
+
+
+def _receive(sock, deadline: float | None, newest_only: bool):
+    """The next message's frames (the newest waiting one when ``newest_only``), None when
+    none came within a short poll, or _TIMED_OUT once ``deadline`` has passed."""
+    wait = 0.1 if deadline is None else min(0.1, deadline - time.monotonic())
+    if wait <= 0:
+        return _TIMED_OUT
+    if not sock.poll(int(math.ceil(wait * 1000))):  # short polls keep Ctrl-C responsive
+        return None
+    parts = sock.recv_multipart()
+    while newest_only:
+        try:
+            parts = sock.recv_multipart(zmq.NOBLOCK)
+        except zmq.Again:
+            break
+    return parts
+
+
+class _Saver:
+    """``listen --save DIR``: maps as <seq>.npy, overlays as <seq>.jpg, headers in headers.jsonl."""
+
+    def __init__(self, save_dir):
+        self.dir = Path(save_dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.headers = open(self.dir / "headers.jsonl", "a", encoding="utf-8")
+
+    def save(self, topic: str, header: dict, payload, seq: int) -> None:
+        if isinstance(payload, np.ndarray):
+            np.save(self.dir / f"{seq:08d}.npy", payload)
+        else:
+            (self.dir / f"{seq:08d}.jpg").write_bytes(payload)
+        self.headers.write(json.dumps({"topic": topic, **header}) + "\n")
+        self.headers.flush()
+
+    def close(self) -> None:
+        self.headers.close()
 
 
 def main(argv=None) -> int:

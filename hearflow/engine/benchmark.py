@@ -33,14 +33,13 @@ def camera_clip(path, width: int = 640, height: int = 480, fps: float = 30.0, se
 def bench_engine(model, video: str | None = None, backend: str | None = None, realtime: bool = True,
                  seconds: float = 10.0, fps: float = 30.0, size=(640, 480), threads: int = 0) -> dict:
     """Run the engine on ``video`` (default: a generated camera-like clip) and return its summary."""
-    from hearflow.engine.engine import EngineConfig
-    from hearflow.engine.run import run_engine
+    from hearflow.engine.run import RunOptions, run_engine
 
     with tempfile.TemporaryDirectory() as tmp:
         if video is None:
             video = str(camera_clip(Path(tmp) / "camera.mp4", size[0], size[1], fps, seconds))
-        summary = run_engine(model, video, "same", "zmq:tcp://127.0.0.1:*", backend=backend, realtime=realtime,
-                             cfg=EngineConfig(), threads=threads, status=False)
+        summary = run_engine(RunOptions(model, video, "same", "zmq:tcp://127.0.0.1:*", backend=backend,
+                                        realtime=realtime, threads=threads, status=False))
     summary["machine"] = {"cpu": platform.processor() or platform.machine(), "python": platform.python_version()}
     summary["source"] = {"video": video if video else "synthetic", "fps": fps, "size": list(size),
                          "seconds": seconds}

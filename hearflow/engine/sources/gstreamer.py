@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from hearflow.engine.capture import CaptureContext, FrameBuilder
+from hearflow.engine.sources.base import LIVE_RATE, AudioSource, Source, VideoSource
 from hearflow.errors import HearflowError, MissingDependency
 from hearflow.media.preprocess import PreprocessConfig
 
@@ -106,7 +107,7 @@ def _first_line(text: str) -> str:
     return (text or "").strip().splitlines()[0] if (text or "").strip() else "unknown error"
 
 
-class _GstSource:
+class _GstSource(Source):
     """Common part: build the pipeline, find the appsink, pull samples, map times.
 
     pipeline: the gst-launch style description (without ``gst:``), ending in an appsink.
@@ -121,7 +122,6 @@ class _GstSource:
         self.name = f"gst:{pipeline}"
         self.pipeline = None
         self.sink = None
-        self.full_audio = None
         self.Gst = None
 
     # --- subclass hooks
@@ -226,7 +226,7 @@ class _GstSource:
         return running if running is not None else fallback
 
 
-class GstVideoSource(_GstSource):
+class GstVideoSource(_GstSource, VideoSource):
     """``gst:… ! appsink`` as the video source (RGB frames).
 
     Realtime: appsink max-buffers=1 drop=true sync=true — the newest frame only, at its
@@ -293,7 +293,7 @@ class GstVideoSource(_GstSource):
             self.close()
 
 
-class GstAudioSource(_GstSource):
+class GstAudioSource(_GstSource, AudioSource):
     """``gst:… ! appsink`` as the audio source (mono float32 at the engine rate).
 
     Nothing is dropped (max-buffers bounds the backlog and back-pressures the pipeline);
@@ -306,7 +306,7 @@ class GstAudioSource(_GstSource):
 
     def __init__(self, pipeline: str, cfg: PreprocessConfig, realtime: bool = True):
         super().__init__(pipeline, cfg, realtime)
-        self.rate = cfg.rate_for(22050)
+        self.rate = cfg.rate_for(LIVE_RATE)
 
     def _caps(self) -> str:
         return f"audio/x-raw,format=F32LE,channels=1,rate={self.rate},layout=interleaved"

@@ -1,7 +1,7 @@
 """Calibrating the engine's ``sounding`` confidence on clips with and without a visible source.
 
 The confidence is an audio energy gate times a similarity factor (see
-:func:`hearflow.engine.engine.confidence`). Its two thresholds are set from data: the
+:func:`hearflow.runtime.confidence.confidence`). Its two thresholds are set from data: the
 peak similarity and the window level of positive clips (the sounding object is on
 screen) against negatives (silence, noise, or a sound whose object is off screen), as
 ``hearflow synth ... negative_fraction=0.5`` writes them. The thresholds that separate
@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from hearflow.runtime.confidence import rms_db
+
 
 def clip_scores(model, data, split: str = "test", backend: str | None = None, progress: bool = True) -> list[dict]:
     """Per clip: negative kind (None for positives), peak similarity and audio level (dBFS)."""
     from hearflow.runtime.backends import load_backend
-    from hearflow.engine.engine import rms_db
     from hearflow.trainer.data import CacheIndex, ClipDataset
     from hearflow.trainer.evaluate import run_backend
     from hearflow.trainer.prepare import ensure_cache

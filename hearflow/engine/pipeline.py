@@ -22,11 +22,17 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from hearflow.engine.packets import AudioChunk, FramePacket, Result
-from hearflow.engine.ring import AudioRing, Mailbox
+from hearflow.engine.capture import CaptureContext
+from hearflow.engine.log import stderr_log
+from hearflow.engine.mailbox import Mailbox
+from hearflow.engine.packets import FramePacket, Result
+from hearflow.engine.ring import AudioRing
+from hearflow.engine.sinks.base import Sink, SinkRunner, StreamInfo
+from hearflow.engine.sources.base import LIVE_RATE, Source, VideoSource
 from hearflow.media.audio import audio_window, log_spectrogram
 from hearflow.media.flow import FlowEstimator, zero_flow
 from hearflow.media.frames import normalize_frame
+from hearflow.runtime.confidence import confidence, rms_db
 
 
 @dataclass(frozen=True)
@@ -51,23 +57,6 @@ class EngineConfig:
     """Softness of the similarity factor (cosine per logistic unit)."""
     status_interval: float = 0.5
     """Seconds between status-line refreshes."""
-
-
-def _logistic(x: float) -> float:
-    return 1.0 / (1.0 + math.exp(-max(-60.0, min(60.0, x))))
-
-
-def confidence(peak: float, rms_db: float, cfg: EngineConfig) -> float:
-    """'Something on screen is sounding' in [0, 1]: an audio energy gate times a
-    similarity factor. Silence closes the gate whatever the map says (the model's peak
-    similarity barely drops for silence: see docs/results.md)."""
-    gate = _logistic((rms_db - cfg.energy_gate_db) / cfg.energy_gate_width_db)
-    sim = _logistic((peak - cfg.similarity_threshold) / cfg.similarity_width)
-    return gate * sim
-
-
-def rms_db(x: np.ndarray) -> float:
-    return 20.0 * math.log10(float(np.sqrt(np.mean(np.square(x, dtype=np.float64)))) + 1e-10)
 
 
 def map_peak(m: np.ndarray) -> tuple[tuple[float, float], float]:
@@ -137,42 +126,64 @@ class AudioWindows:
 class Engine:
     """Run a backend on a video source (+ optional audio source) into sinks.
 
-    backend: a loaded inference backend (hearflow.engine.backends).
-    video / audio: opened sources (hearflow.engine.sources); audio may be None.
+    backend: a loaded inference backend (hearflow.runtime.backends).
+    video / audio: opened sources (hearflow.engine.sources); audio may be None, or the
+        video source itself when it writes the audio too.
     sinks: hearflow.engine.sinks.Sink instances.
     realtime: newest-frame-wins and drop-oldest sinks (live); False = lossless offline.
     duration: stop after this many seconds of media time (None = until the source ends).
+    log: one-line logger for warnings and errors (default: the engine's stderr logger).
+    status: callable(str) showing the status line, or None.
     """
 
-    def __init__(self, backend, video, audio, sinks, cfg: EngineConfig = EngineConfig(), realtime: bool = True,
-                 duration: float | None = None, log=print, status=None):
+    def __init__(self, backend, video: VideoSource, audio: Source | None, sinks: list[Sink],
+                 cfg: EngineConfig = EngineConfig(), realtime: bool = True, duration: float | None = None,
+                 log=stderr_log, status=None):
         self.backend, self.video, self.audio, self.sinks = backend, video, audio, sinks
         self.cfg, self.realtime, self.duration = cfg, realtime, duration
         self.pre = backend.preprocess
         self.log = log
-        self.status = status  # callable(str) for the status line, or None
+        self.status = status
         self.stop = threading.Event()
         self.counters = Counters()
         self.mailbox = Mailbox(lossless=not realtime)
         self.rate = self._engine_rate()
-        self.ring = AudioRing(self.rate, max(cfg.ring_seconds, self.pre.audio_seconds + 2)) if audio is not None else None
+        ring_seconds = max(cfg.ring_seconds, self.pre.audio_seconds + 2)
+        self.ring = AudioRing(self.rate, ring_seconds) if audio is not None else None
         self.error: BaseException | None = None
+        self.runners: list[SinkRunner] = []
+        """One per sink, started by run()."""
+        self.ctx = CaptureContext(
+            clock0=0.0, preprocess=self.pre, mailbox=self.mailbox, ring=self.ring, stop=self.stop,
+            realtime=realtime, log=log, duration=duration,
+        )
+        """What the capture threads share; clock0 and the audio taps are set when run() starts."""
+        self._capture_done = threading.Event()  # the video source has ended
         self._infer_done = threading.Event()
+        self._threads: list[threading.Thread] = []  # capture threads, the video one last
         self._flow_est: FlowEstimator | None = None
+        # inference-thread state: audio windows, the current audio embedding and its level
+        self._windows = AudioWindows(self.pre, self.rate, self.ring, None) if audio is not None else None
+        self._emb, self._emb_t, self._level, self._warming = None, -math.inf, -120.0, False
 
     def _engine_rate(self) -> int:
         if self.pre.sample_rate != "native":
             return int(self.pre.sample_rate)
-        return int(getattr(self.audio, "rate", None) or 22050)
+        return int((self.audio.rate if self.audio is not None else None) or LIVE_RATE)
+
+    def _full_audio(self) -> tuple[np.ndarray, int] | None:
+        """The whole audio track for offline runs that have one (see Source.full_audio)."""
+        if self.realtime:
+            return None
+        return self.video.full_audio or (self.audio.full_audio if self.audio is not None else None)
 
     # --- the inference thread ------------------------------------------------------
-    def _infer_loop(self, runners, capture_done: threading.Event) -> None:
+    def _infer_loop(self) -> None:
         pre, be = self.pre, self.backend
         if self._flow_est is None and be.uses_flow:  # warm_up() normally made it
             self._flow_est = FlowEstimator(pre)
-        full = getattr(self.video, "full_audio", None) or getattr(self.audio, "full_audio", None)
-        self._windows = AudioWindows(pre, self.rate, self.ring, full if not self.realtime else None) if self.audio else None
-        self._emb, self._emb_t, self._level, self._warming = None, -math.inf, -120.0, False
+        if self._windows is not None:
+            self._windows.full = self._full_audio()  # decoded here, not before the run starts
         last_seq, held = -1, None
         # flow_pair "next" (HTF's preprocessing): frame k is processed with the flow k → k+1,
         # so results come one captured frame late
@@ -180,7 +191,7 @@ class Engine:
         while not self.stop.is_set():
             pkt: FramePacket | None = self.mailbox.get(timeout=0.05)
             if pkt is None:
-                if capture_done.is_set() and self.mailbox.empty():
+                if self._capture_done.is_set() and self.mailbox.empty():
                     break
                 continue
             if self.duration is not None and pkt.t_media >= self.duration:
@@ -189,15 +200,14 @@ class Engine:
                 self.counters.inference_dropped += pkt.seq - last_seq - 1
             last_seq = pkt.seq
             if not hold_for_next:
-                self._process(pkt, self._flow(pkt.prev_gray, pkt), runners)
+                self._process(pkt, self._flow(pkt.prev_gray, pkt))
                 continue
             if held is not None:
                 consecutive = pkt.seq == held.seq + 1
-                self._process(held, self._flow(held.gray, pkt) if consecutive else self._flow(held.prev_gray, held),
-                              runners)
+                self._process(held, self._flow(held.gray, pkt) if consecutive else self._flow(held.prev_gray, held))
             held = pkt
         if held is not None and not self.stop.is_set():  # the last frame has no next one
-            self._process(held, self._flow(held.prev_gray, held), runners)
+            self._process(held, self._flow(held.prev_gray, held))
         self.stop.set()
 
     def _flow(self, earlier_gray, later: FramePacket):
@@ -208,7 +218,7 @@ class Engine:
             return zero_flow(self.pre)[None]
         return self._flow_est(earlier_gray, later.gray, later.fps)[None]
 
-    def _process(self, pkt: FramePacket, flows, runners) -> None:
+    def _process(self, pkt: FramePacket, flows) -> None:
         pre, be, c = self.pre, self.backend, self.counters
         t = pkt.t_media
         # audio: re-embed every hop of media time (or when time jumps back)
@@ -235,10 +245,20 @@ class Engine:
         c.processed += 1
         c.last_confidence = conf
         c.result_latency.add(t_result - pkt.t_capture)
-        for r in runners:
+        for r in self.runners:
             r.put_result(result)
 
-    # --- supervision ---------------------------------------------------------------
+    def _infer_guarded(self) -> None:
+        try:
+            self._infer_loop()
+        except Exception as exc:
+            self.log(f"error: inference: {type(exc).__name__}: {exc}")
+            self.error = exc
+            self.stop.set()
+        finally:
+            self._infer_done.set()
+
+    # --- starting ------------------------------------------------------------------
     def warm_up(self) -> None:
         """One call of each graph on zeros: runtimes allocate and pick kernels on their first
         call, which would otherwise make the first live frames late (and drop some)."""
@@ -248,7 +268,7 @@ class Engine:
         be.localize(np.zeros((1, 3, s, s), np.float32), zero_flow(pre)[None] if be.uses_flow else None, emb)
         self._flow_est = FlowEstimator(pre) if be.uses_flow else None
         if self._flow_est is not None:  # DIS allocates its pyramids on the first pair too
-            w, h = getattr(self.video, "size", None) or (s, s)
+            w, h = self.video.size or (s, s)
             gray = self._flow_est.gray(np.zeros((h, w, 3), np.uint8))  # at the size live frames will have
             self._flow_est(gray, gray, 30.0)
 
@@ -256,92 +276,90 @@ class Engine:
         """Zeros shaped like one audio-graph input (1, 1, F, T) at the engine's rate."""
         return np.zeros((1, 1, self.pre.spectrogram_bins, self.pre.spectrogram_frames(self.rate)), np.float32)
 
-    def run(self) -> dict:
-        """Run until the source ends, ``duration``, Ctrl-C or a sink asks to stop; return the summary."""
-        from hearflow.engine.sinks import SinkRunner, StreamInfo
-        from hearflow.engine.sources import CaptureContext
-
-        self.warm_up()
-        clock0 = time.monotonic()
-        self.counters.started = clock0
+    def _start_sinks(self) -> None:
+        """Open every sink in its runner's thread (a sink that cannot open raises HearflowError)."""
         info = StreamInfo(
-            fps=float(getattr(self.video, "fps", 0.0) or 0.0), frame_size=tuple(getattr(self.video, "size", (0, 0))),
+            fps=float(self.video.fps or 0.0), frame_size=tuple(self.video.size),
             audio_rate=self.rate if self.audio else None, model=self.backend.source, map_shape=None,
             realtime=self.realtime, stop=self.stop, log=self.log,
         )
-        runners = []
         for sink in self.sinks:
             runner = SinkRunner(sink, queue_size=self.cfg.sink_queue, lossless=not self.realtime, log=self.log,
                                 on_published=self._published)
             runner.start(info)
-            runners.append(runner)
-        audio_taps = [r.put_audio for r in runners if r.sink.wants_audio]
-        ctx = CaptureContext(
-            clock0=clock0, preprocess=self.pre, mailbox=self.mailbox, ring=self.ring, audio_taps=audio_taps,
-            stop=self.stop, realtime=self.realtime, log=self.log, duration=self.duration,
-        )
-        self.ctx = ctx
-        capture_done = threading.Event()
+            self.runners.append(runner)
 
-        def capture(source):
-            try:
-                source.run(ctx)
-            except Exception as exc:  # a source crash is reported and stops the run cleanly
-                self.log(f"error: {type(source).__name__}: {exc}")
-                self.error = exc
-                self.stop.set()
-
-        threads = []
+    def _start_threads(self, clock0: float) -> threading.Thread:
+        """Start the capture threads (one per distinct source) and the inference thread;
+        returns the video capture thread."""
+        self.ctx.clock0 = clock0
+        self.ctx.audio_taps.extend(r.put_audio for r in self.runners if r.sink.wants_audio)
         if self.audio is not None and self.audio is not self.video:
-            threads.append(threading.Thread(target=capture, args=(self.audio,), name="audio-capture", daemon=True))
-        video_thread = threading.Thread(target=capture, args=(self.video,), name="video-capture", daemon=True)
-        infer = threading.Thread(target=self._infer_guarded, args=(runners, capture_done), name="inference",
-                                 daemon=True)
-        for t in threads + [video_thread, infer]:
+            self._threads.append(threading.Thread(target=self._capture, args=(self.audio,), name="audio-capture",
+                                                  daemon=True))
+        video_thread = threading.Thread(target=self._capture, args=(self.video,), name="video-capture", daemon=True)
+        self._threads.append(video_thread)
+        infer = threading.Thread(target=self._infer_guarded, name="inference", daemon=True)
+        for t in self._threads + [infer]:
             t.start()
+        return video_thread
+
+    def _capture(self, source: Source) -> None:
+        try:
+            source.run(self.ctx)
+        except Exception as exc:  # a source crash is reported and stops the run cleanly
+            self.log(f"error: {type(source).__name__}: {exc}")
+            self.error = exc
+            self.stop.set()
+
+    # --- supervision ---------------------------------------------------------------
+    def run(self) -> dict:
+        """Run until the source ends, ``duration``, Ctrl-C or a sink asks to stop; return the summary."""
+        self.warm_up()
+        clock0 = time.monotonic()
+        self.counters.started = clock0
+        self._start_sinks()
+        video_thread = self._start_threads(clock0)
         interrupted = False
         try:
-            next_status = time.monotonic()
-            # wait on an Event, not Thread.join: a Ctrl-C landing inside join() can leave
-            # the thread marked as finished while it still runs (CPython bpo-45274)
-            while not self._infer_done.wait(0.05):
-                if not video_thread.is_alive():
-                    capture_done.set()
-                if self.status and time.monotonic() >= next_status:
-                    self.status(self.status_line())
-                    next_status = time.monotonic() + self.cfg.status_interval
+            self._supervise(video_thread)
         except KeyboardInterrupt:
             interrupted = True
         finally:
-            self.stop.set()
-            self.mailbox.close()
-            if not self._infer_done.wait(10):
-                self.log("warning: inference did not stop within 10 s")
-            for t in threads + [video_thread]:
-                t.join(timeout=5)
-            for r in runners:
-                r.stop()
-        summary = self.summary(runners, interrupted)
+            self._shut_down()
+        summary = self.summary(self.runners, interrupted)
         if interrupted:
             summary["interrupted"] = True
         return summary
 
-    def _infer_guarded(self, runners, capture_done):
-        try:
-            self._infer_loop(runners, capture_done)
-        except Exception as exc:
-            self.log(f"error: inference: {type(exc).__name__}: {exc}")
-            self.error = exc
-            self.stop.set()
-        finally:
-            self._infer_done.set()
+    def _supervise(self, video_thread: threading.Thread) -> None:
+        """Until inference ends: notice the end of the video source, refresh the status line."""
+        next_status = time.monotonic()
+        # wait on an Event, not Thread.join: a Ctrl-C landing inside join() can leave
+        # the thread marked as finished while it still runs (CPython bpo-45274)
+        while not self._infer_done.wait(0.05):
+            if not video_thread.is_alive():
+                self._capture_done.set()
+            if self.status and time.monotonic() >= next_status:
+                self.status(self.status_line())
+                next_status = time.monotonic() + self.cfg.status_interval
+
+    def _shut_down(self) -> None:
+        """Stop every thread, then let each sink finish what is queued and close."""
+        self.stop.set()
+        self.mailbox.close()
+        if not self._infer_done.wait(10):
+            self.log("warning: inference did not stop within 10 s")
+        for t in self._threads:
+            t.join(timeout=5)
+        for r in self.runners:
+            r.stop()
 
     def _published(self, result: Result, t: float) -> None:
         self.counters.publish_latency.add(t - result.t_capture)
 
     def _captured(self) -> int:
-        counters = getattr(self, "ctx", None) and self.ctx.counters
-        return int(getattr(counters, "frames", 0) if counters is not None else 0)
+        return int(self.ctx.counters.frames)
 
     def status_line(self) -> str:
         c = self.counters

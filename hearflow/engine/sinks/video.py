@@ -1,0 +1,153 @@
+"""``--sink video:FILE.mp4``: the annotated video (H.264 + AAC) with the original audio."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+from hearflow.engine import draw
+from hearflow.engine.packets import AudioChunk, Result
+from hearflow.engine.sinks.base import Sink, SinkOptions, StreamInfo
+from hearflow.engine.sinks.registry import register_sink
+from hearflow.errors import HearflowError
+
+VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv")
+
+
+@register_sink("video", "video:FILE.mp4")
+class VideoSink(Sink):
+    """Annotated video (H.264 + AAC) of the processed frames, with the original audio.
+
+    path: output file (.mp4, .mov or .mkv; parent folders are created).
+    alpha: heatmap blend weight at full confidence (see hearflow.engine.draw).
+    crf / preset: libx264 quality (lower crf = better) and speed.
+    max_audio_lead: seconds of audio held while waiting for the first frame.
+
+    Time: the file's t = 0 is the *time origin*, the earliest t_media among the first
+    processed frame and the audio received before it. Each frame is placed at its own
+    t_media (variable frame rate: when frames were dropped, the previous frame stays on
+    screen longer, and the duration and lip sync stay right). Audio is written
+    contiguously from its first block; a block that starts more than 20 ms after the
+    written audio ends (blocks were dropped) is preceded by silence, one that overlaps
+    is trimmed, so audio never drifts from the picture. Audio before the origin is cut.
+    close() finalises the file (it plays after Ctrl-C); a run that processed no frame
+    leaves no file. The frames are drawn with hearflow.engine.draw.overlay.
+    """
+
+    wants_frames = True
+    wants_audio = True
+    SYNC_TOLERANCE = 0.020
+    """Seconds of audio timing jitter absorbed before silence is inserted or audio trimmed."""
+
+    def __init__(self, path, alpha: float = 0.45, crf: int = 20, preset: str = "veryfast",
+                 max_audio_lead: float = 10.0):
+        self.path = Path(path)
+        self.alpha = alpha
+        self.video_options = {"crf": str(crf), "preset": preset}
+        self.max_audio_lead = max_audio_lead
+        self.name = f"video:{path}"
+        self._writer = None
+        self._info: StreamInfo | None = None
+        self._t0: float | None = None
+        self._pending: list[AudioChunk] = []  # audio held until the first frame
+        self._next_sample = 0  # audio samples written so far
+        self._size: tuple[int, int] | None = None
+        self._closed = False
+
+    @classmethod
+    def from_spec(cls, arg: str, options: SinkOptions) -> VideoSink:
+        if not arg:
+            raise ValueError("give the output file, e.g. video:out/run.mp4")
+        if Path(arg).suffix.lower() not in VIDEO_SUFFIXES:
+            raise ValueError(f"the video file must end in {', '.join(VIDEO_SUFFIXES)}")
+        return cls(arg, alpha=options.alpha)
+
+    def spec_key(self) -> str:
+        return str(self.path.resolve())
+
+    def open(self, info: StreamInfo) -> None:
+        self._info = info
+        try:  # fail now on a bad path, not at the first frame
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.path, "wb"):
+                pass
+        except OSError as exc:
+            raise HearflowError(f"{self.name}: cannot write {self.path}: {exc.strerror or exc}") from None
+
+    @property
+    def time_origin(self) -> float | None:
+        """The t_media that is t = 0 in the file (None before the first frame)."""
+        return self._t0
+
+    def _start(self, rgb: np.ndarray, t_media: float) -> None:
+        """Create the writer at the first frame: its size and the time origin are known now."""
+        from hearflow.media.encode import AVWriter
+
+        h, w = rgb.shape[:2]
+        self._size = (w - w % 2, h - h % 2)  # yuv420p needs even sizes
+        info = self._info
+        fps = info.fps if info.fps and info.fps > 0 else 25.0
+        self._t0 = min([t_media] + [c.t_media for c in self._pending])
+        self._writer = AVWriter(self.path, fps=fps, size=self._size, sample_rate=info.audio_rate,
+                                video_options=self.video_options, video_time_base=Fraction(1, 90000))
+        pending, self._pending = self._pending, []
+        for chunk in pending:
+            self._write_audio(chunk)
+
+    def write(self, result: Result) -> None:
+        if result.rgb is None:
+            raise ValueError("the video sink needs Result.rgb (the engine dropped the frame)")
+        if self._writer is None:
+            self._start(result.rgb, result.t_media)
+        lines = draw.status_lines(result, latency_ms=(result.t_result - result.t_capture) * 1000.0)
+        img = draw.overlay(result.rgb, result.map, result.peak, lines, self.alpha, result.confidence)
+        w, h = self._size
+        if img.shape[1] != w or img.shape[0] != h:
+            import cv2
+
+            img = img[:h, :w] if img.shape[1] - w in (0, 1) and img.shape[0] - h in (0, 1) else \
+                cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)
+        self._writer.write_frame(img, t=max(0.0, result.t_media - self._t0))
+
+    def write_audio(self, chunk: AudioChunk) -> None:
+        if self._info.audio_rate is None:
+            return  # the stream was opened without audio
+        if int(chunk.rate) != int(self._info.audio_rate):
+            raise ValueError(f"audio block at {chunk.rate} Hz, the stream is {self._info.audio_rate} Hz")
+        if self._writer is None:
+            self._pending.append(chunk)
+            # no frame for a long time: hold the newest max_audio_lead seconds only
+            while len(self._pending) > 1 and \
+                    sum(len(c.samples) for c in self._pending[1:]) >= self.max_audio_lead * chunk.rate:
+                self._pending.pop(0)
+            return
+        self._write_audio(chunk)
+
+    def _write_audio(self, chunk: AudioChunk) -> None:
+        rate = int(self._info.audio_rate)
+        x = np.asarray(chunk.samples, dtype=np.float32).reshape(-1)
+        start = int(round((chunk.t_media - self._t0) * rate))
+        gap = start - self._next_sample
+        tol = int(self.SYNC_TOLERANCE * rate)
+        if gap > tol:  # blocks went missing: silence keeps what follows in sync
+            self._writer.write_audio(np.zeros(gap, np.float32))
+            self._next_sample += gap
+        elif gap < -tol or start < 0:  # overlap (or before the origin): cut what is already written
+            x = x[self._next_sample - start:]
+        if x.size:
+            self._writer.write_audio(x)
+            self._next_sample += x.size
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._writer is not None:
+            self._writer.close()
+        elif self._info is not None and self.path.exists() and self.path.stat().st_size == 0:
+            self.path.unlink()  # no frame ever came: leave no empty placeholder behind
+
+
+__all__ = ["VIDEO_SUFFIXES", "VideoSink"]

@@ -44,21 +44,10 @@ class _Mismatch(Exception):
 
 
 def _coerce(tp, value, key: str, source: str):
-    """Return ``value`` checked (and minimally converted) against type ``tp``."""
+    """Return ``value`` checked (and minimally converted) against type ``tp``; :class:`_Mismatch` if it does not fit."""
     origin = get_origin(tp)
     if dataclasses.is_dataclass(tp):
-        if isinstance(value, str) and hasattr(tp, "PRESETS"):
-            if value not in tp.PRESETS:
-                raise ConfigError(
-                    f"{source}: '{key}' names unknown preset {value!r} "
-                    f"(presets: {', '.join(sorted(tp.PRESETS))})"
-                )
-            return tp.PRESETS[value]()
-        if isinstance(value, tp):
-            return value
-        if not isinstance(value, dict):
-            raise _Mismatch
-        return _build(tp, value, source, prefix=key + ".")
+        return _coerce_dataclass(tp, value, key, source)
     if tp is Any:
         return value
     if origin is Literal:
@@ -66,49 +55,80 @@ def _coerce(tp, value, key: str, source: str):
             return value
         raise _Mismatch
     if origin in (Union, types.UnionType):
-        for arg in get_args(tp):
-            try:
-                return _coerce(arg, value, key, source)
-            except _Mismatch:
-                continue
-        raise _Mismatch
+        return _coerce_union(tp, value, key, source)
     if origin in (list, tuple):
-        if not isinstance(value, (list, tuple)):
-            raise _Mismatch
-        args = [a for a in get_args(tp) if a is not Ellipsis]
-        if origin is tuple and len(args) > 1 and len(args) != len(value):
-            raise _Mismatch
-        if origin is tuple and len(args) > 1:
-            items = [_coerce(a, v, key, source) for a, v in zip(args, value)]
-        else:
-            items = [_coerce(args[0], v, key, source) if args else v for v in value]
-        return tuple(items) if origin is tuple else items
-    if tp is type(None):
-        if value is None:
-            return None
-        raise _Mismatch
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        raise _Mismatch
-    if tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        raise _Mismatch
+        return _coerce_sequence(tp, value, key, source)
     if tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return _coerce_float(value)
+    return _coerce_scalar(tp, value)
+
+
+def _coerce_dataclass(tp, value, key: str, source: str):
+    """A section: a mapping of its fields, an instance, or the name of one of its PRESETS."""
+    if isinstance(value, str) and hasattr(tp, "PRESETS"):
+        if value not in tp.PRESETS:
+            raise ConfigError(
+                f"{source}: '{key}' names unknown preset {value!r} "
+                f"(presets: {', '.join(sorted(tp.PRESETS))})"
+            )
+        return tp.PRESETS[value]()
+    if isinstance(value, tp):
+        return value
+    if not isinstance(value, dict):
+        raise _Mismatch
+    return _build(tp, value, source, prefix=key + ".")
+
+
+def _coerce_union(tp, value, key: str, source: str):
+    """The first member type (in declaration order) that accepts the value."""
+    for arg in get_args(tp):
+        try:
+            return _coerce(arg, value, key, source)
+        except _Mismatch:
+            continue
+    raise _Mismatch
+
+
+def _coerce_sequence(tp, value, key: str, source: str):
+    """``list[X]``, ``tuple[X, ...]`` (any length) or ``tuple[X, Y]`` (that length), from a YAML list."""
+    origin = get_origin(tp)
+    if not isinstance(value, (list, tuple)):
+        raise _Mismatch
+    args = [a for a in get_args(tp) if a is not Ellipsis]
+    if origin is tuple and len(args) > 1 and len(args) != len(value):
+        raise _Mismatch
+    if origin is tuple and len(args) > 1:
+        items = [_coerce(a, v, key, source) for a, v in zip(args, value)]
+    else:
+        items = [_coerce(args[0], v, key, source) if args else v for v in value]
+    return tuple(items) if origin is tuple else items
+
+
+def _coerce_float(value) -> float:
+    """Ints promote to float; bools do not."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):  # YAML 1.1 reads "1e-3" as a string
+        try:
             return float(value)
-        if isinstance(value, str):  # YAML 1.1 reads "1e-3" as a string
-            try:
-                return float(value)
-            except ValueError:
-                raise _Mismatch from None
-        raise _Mismatch
-    if tp is str:
-        if isinstance(value, str):
-            return value
-        raise _Mismatch
-    if isinstance(tp, type) and isinstance(value, tp):
+        except ValueError:
+            raise _Mismatch from None
+    raise _Mismatch
+
+
+def _coerce_scalar(tp, value):
+    """None, bool, int, str or any other class: the value as it is, if it is one (a bool is not an int)."""
+    if tp is type(None):
+        fits = value is None
+    elif tp is bool:
+        fits = isinstance(value, bool)
+    elif tp is int:
+        fits = isinstance(value, int) and not isinstance(value, bool)
+    elif tp is str:
+        fits = isinstance(value, str)
+    else:
+        fits = isinstance(tp, type) and isinstance(value, tp)
+    if fits:
         return value
     raise _Mismatch
 

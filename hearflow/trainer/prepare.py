@@ -208,8 +208,8 @@ def prepare(
 ) -> dict:
     """Prepare (or finish preparing) the cache of ``source`` in ``out``; returns the report."""
     out = Path(out)
+    # 1. the clips, and the cache folder they go to (an existing one must match them and cfg)
     layout, clips = discover(source, annotations)
-    meta_path = out / "cache.json"
     meta = {
         "format": CACHE_FORMAT,
         "source": str(Path(source).resolve()),
@@ -217,71 +217,98 @@ def prepare(
         "preprocess": cfg.to_dict(),
         "clips": [asdict(c) for c in clips],
     }
-    if meta_path.is_file():
-        old = json.loads(meta_path.read_text())
-        if old.get("format") != CACHE_FORMAT:
-            raise PrepareError(f"{out}: this cache was made by another hearflow version ({old.get('format')}); "
-                               "delete it or use another folder")
-        if old.get("preprocess") != meta["preprocess"]:
-            raise PrepareError(
-                f"{out}: this cache was prepared with a different PreprocessConfig; use another folder or delete it"
-            )
-        if [c["id"] for c in old["clips"]] != [c.id for c in clips]:
-            raise PrepareError(f"{out}: this cache was prepared from a different set of clips; use another folder")
-        arrays = _open_arrays(out, len(clips), cfg, "r+")
-    else:
-        out.mkdir(parents=True, exist_ok=True)
-        arrays = _open_arrays(out, len(clips), cfg, "w+")
-        (out / "done.jsonl").unlink(missing_ok=True)
-        tmp = out / "cache.json.tmp"
-        tmp.write_text(json.dumps(meta))
-        tmp.replace(meta_path)
-
+    arrays = _open_cache(out, meta, cfg)
+    # 2. the clips not done yet, built in worker processes
     done = _read_done(out)
     todo = [(i, asdict(c)) for i, c in enumerate(clips) if i not in done]
     workers = workers or os.cpu_count() or 1
     started = time.time()
     interrupted = False
     if todo:
-        log_path = out / "done.jsonl"
-        if log_path.is_file() and log_path.stat().st_size and not log_path.read_bytes().endswith(b"\n"):
-            with open(log_path, "a") as f:  # a line cut by a crash must not swallow the next record
-                f.write("\n")
-        ctx = mp.get_context("spawn")  # fork after torch/OpenMP threads started can deadlock
-        with open(out / "done.jsonl", "a") as log, ctx.Pool(
-            min(workers, len(todo)), initializer=_init_worker, initargs=(cfg.to_dict(),)
-        ) as pool:
-            bar = tqdm(total=len(clips), initial=len(clips) - len(todo), desc="prepare", unit="clip",
-                       disable=None if progress else True)  # None: off when not a terminal
-            try:
-                for index, s, error in pool.imap_unordered(_process, todo, chunksize=2):
-                    rec = {"index": index, "id": clips[index].id}
-                    if s is None:
-                        rec.update(status="bad", error=error)
-                    else:
-                        arrays["frames"][index] = s.frame
-                        arrays["flows"][index] = s.flow
-                        n = len(s.audio)
-                        arrays["audio"][index, :n] = np.round(s.audio * 32767).astype(np.int16)
-                        rec.update(status="ok", rate=s.rate, samples=n, t=round(s.t, 6), fps=s.fps, note=s.flow_note)
-                    # arrays first, then the record: a crash in between only redoes this clip
-                    log.write(json.dumps(rec) + "\n")
-                    log.flush()
-                    done[index] = rec
-                    bar.update()
-                    if s is None:
-                        bar.write(f"skipped: {error}")
-            except KeyboardInterrupt:
-                interrupted = True
-                pool.terminate()
-            finally:
-                bar.close()
-                for a in arrays.values():
-                    a.flush()
+        interrupted = _prepare_clips(out, clips, todo, arrays, done, cfg, workers, progress)
+    # 3. the report, also after Ctrl-C (what is in done.jsonl is kept for the next run)
     report = _report(out, clips, done, layout, time.time() - started, interrupted)
     if interrupted:
         raise KeyboardInterrupt
     return report
+
+
+def _open_cache(out: Path, meta: dict, cfg: PreprocessConfig) -> dict[str, np.ndarray]:
+    """The cache's arrays: an existing cache is checked against ``meta`` and reopened, else a new one is made."""
+    meta_path = out / "cache.json"
+    n = len(meta["clips"])
+    if meta_path.is_file():
+        _check_cache(out, json.loads(meta_path.read_text()), meta)
+        return _open_arrays(out, n, cfg, "r+")
+    out.mkdir(parents=True, exist_ok=True)
+    arrays = _open_arrays(out, n, cfg, "w+")
+    (out / "done.jsonl").unlink(missing_ok=True)
+    tmp = out / "cache.json.tmp"
+    tmp.write_text(json.dumps(meta))
+    tmp.replace(meta_path)
+    return arrays
+
+
+def _check_cache(out: Path, old: dict, meta: dict) -> None:
+    """A cache is resumed only when the same hearflow format, PreprocessConfig and clips made it."""
+    if old.get("format") != CACHE_FORMAT:
+        raise PrepareError(f"{out}: this cache was made by another hearflow version ({old.get('format')}); "
+                           "delete it or use another folder")
+    if old.get("preprocess") != meta["preprocess"]:
+        raise PrepareError(
+            f"{out}: this cache was prepared with a different PreprocessConfig; use another folder or delete it"
+        )
+    if [c["id"] for c in old["clips"]] != [c["id"] for c in meta["clips"]]:
+        raise PrepareError(f"{out}: this cache was prepared from a different set of clips; use another folder")
+
+
+def _prepare_clips(out: Path, clips: list[Clip], todo: list, arrays: dict, done: dict, cfg: PreprocessConfig,
+                   workers: int, progress: bool) -> bool:
+    """Build ``todo`` in a process pool, storing each clip and its done.jsonl record as it comes;
+    ``done`` is updated. Returns whether Ctrl-C interrupted it."""
+    log_path = out / "done.jsonl"
+    if log_path.is_file() and log_path.stat().st_size and not log_path.read_bytes().endswith(b"\n"):
+        with open(log_path, "a") as f:  # a line cut by a crash must not swallow the next record
+            f.write("\n")
+    interrupted = False
+    ctx = mp.get_context("spawn")  # fork after torch/OpenMP threads started can deadlock
+    with open(log_path, "a") as log, ctx.Pool(
+        min(workers, len(todo)), initializer=_init_worker, initargs=(cfg.to_dict(),)
+    ) as pool:
+        bar = tqdm(total=len(clips), initial=len(clips) - len(todo), desc="prepare", unit="clip",
+                   disable=None if progress else True)  # None: off when not a terminal
+        try:
+            for index, s, error in pool.imap_unordered(_process, todo, chunksize=2):
+                rec = _store(arrays, index, clips[index].id, s, error)
+                # arrays first, then the record: a crash in between only redoes this clip
+                log.write(json.dumps(rec) + "\n")
+                log.flush()
+                done[index] = rec
+                bar.update()
+                if s is None:
+                    bar.write(f"skipped: {error}")
+        except KeyboardInterrupt:
+            interrupted = True
+            pool.terminate()
+        finally:
+            bar.close()
+            for a in arrays.values():
+                a.flush()
+    return interrupted
+
+
+def _store(arrays: dict, index: int, clip_id: str, s, error: str) -> dict:
+    """Write one clip's sample (``s``; None for a bad file) into the arrays; returns its done.jsonl record."""
+    rec = {"index": index, "id": clip_id}
+    if s is None:
+        rec.update(status="bad", error=error)
+        return rec
+    arrays["frames"][index] = s.frame
+    arrays["flows"][index] = s.flow
+    n = len(s.audio)
+    arrays["audio"][index, :n] = np.round(s.audio * 32767).astype(np.int16)
+    rec.update(status="ok", rate=s.rate, samples=n, t=round(s.t, 6), fps=s.fps, note=s.flow_note)
+    return rec
 
 
 def _report(out: Path, clips, done: dict, layout: str, seconds: float, interrupted: bool) -> dict:

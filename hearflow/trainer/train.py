@@ -19,13 +19,13 @@ import math
 import os
 import random
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.distributed as dist
-from torch.utils.data import DataLoader, DistributedSampler, Subset
+from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
 from hearflow import config as config_io
@@ -39,6 +39,100 @@ from hearflow.trainer.prepare import ensure_cache
 
 STATE = "train_state.pt"
 METRICS_CSV = "metrics.csv"
+
+
+@dataclass
+class Process:
+    """Where this process runs: its rank among ``world`` (rank 0 writes everything), device, run folder."""
+
+    rank: int
+    world: int
+    local_rank: int
+    device: torch.device
+    out: Path
+
+    @property
+    def master(self) -> bool:
+        return self.rank == 0
+
+
+@dataclass
+class TrainData:
+    """The prepared cache split into a training loader (sharded over the processes) and a validation set."""
+
+    index: CacheIndex
+    train_set: ClipDataset
+    val_set: ClipDataset | None
+    val_idx: list[int]
+    rate: int
+    """The cache's audio rate (fixed unless "native"): the extra negatives are made at it."""
+    sampler: DistributedSampler
+    loader: DataLoader
+
+
+@dataclass
+class TrainState:
+    """What changes from epoch to epoch. ``model`` may be DDP-wrapped; ``core`` is the bare model."""
+
+    model: torch.nn.Module
+    core: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    select: str
+    """The validation metric that picks best/."""
+    start_epoch: int = 0
+    best: float = float("-inf")
+
+
+def train(cfg: ExperimentConfig, resume: bool = False, progress: bool = True) -> Path:
+    """Train as ``cfg`` says; returns the run folder."""
+    # 1. set up: processes, device, run folder with config.yaml, seeds
+    proc = setup_process(cfg, resume)
+    # 2. data: the cache (prepared by rank 0 if needed), train / val split, loader
+    data = load_data(cfg, proc, progress)
+    # 3. model, optimizer, schedule; resume from the run folder's last checkpoint if asked
+    state = build_training(cfg, proc, data, resume)
+    writer = _open_writer(cfg, proc, data, state)
+    # 4. per epoch: train, validate, write metrics, save last/ and best/
+    state.model.train()
+    for epoch in range(state.start_epoch, cfg.train.epochs):
+        t0 = time.time()
+        row = train_one_epoch(cfg, proc, data, state, epoch, progress)
+        if proc.master:
+            _end_epoch(cfg, proc, data, state, writer, epoch, row, t0)
+        if proc.world > 1:
+            dist.barrier()
+    # 5. tear down
+    if writer is not None:
+        writer.close()
+    if proc.world > 1:
+        dist.destroy_process_group()
+    return proc.out
+
+
+# --------------------------------------------------------------------------- 1. set up
+def setup_process(cfg: ExperimentConfig, resume: bool) -> Process:
+    """Process group, device and threads; rank 0 writes the run folder's config.yaml; then the seeds."""
+    rank, world, local_rank = _distributed()
+    proc = Process(rank, world, local_rank, _device(cfg.train.device, local_rank), Path(cfg.train.out))
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    if proc.master:
+        _write_run_config(cfg, proc.out, resume)
+    torch.manual_seed(cfg.train.seed)
+    np.random.seed(cfg.train.seed)
+    random.seed(cfg.train.seed)
+    return proc
+
+
+def _write_run_config(cfg: ExperimentConfig, out: Path, resume: bool) -> None:
+    """config.yaml in the run folder; a resumed run must have the same config (only the epochs may grow)."""
+    out.mkdir(parents=True, exist_ok=True)
+    if resume and (out / "config.yaml").is_file():
+        old = config_io.load(ExperimentConfig, out / "config.yaml")
+        if replace(old, train=replace(old.train, epochs=cfg.train.epochs)) != cfg:
+            raise HearflowError(f"{out}/config.yaml differs from this run's config: resume needs the same config")
+    config_io.save(cfg, out / "config.yaml")
 
 
 def _distributed() -> tuple[int, int, int]:
@@ -60,6 +154,37 @@ def _device(name: str, local_rank: int) -> torch.device:
     return torch.device(name)
 
 
+# --------------------------------------------------------------------------- 2. data
+def load_data(cfg: ExperimentConfig, proc: Process, progress: bool) -> TrainData:
+    """The cache (rank 0 prepares it, the others wait), split, datasets and the sharded training loader."""
+    cache = None
+    if proc.master:
+        cache = ensure_cache(cfg.data.path, cfg.preprocess, cfg.data.cache or None,
+                             cfg.data.prepare_workers or None, progress)
+    if proc.world > 1:  # the others wait until rank 0 has prepared the cache
+        box = [str(cache) if proc.master else None]
+        dist.broadcast_object_list(box, src=0)
+        cache = Path(box[0])
+    index = CacheIndex(cache)
+    train_idx, val_idx = split_indices(index, cfg)
+    train_set = ClipDataset(index, train_idx, augment=cfg.train.augment, crop_scale=cfg.train.crop_scale,
+                            seed=cfg.train.seed)
+    val_set = ClipDataset(index, val_idx) if val_idx else None
+    per_rank = cfg.train.batch_size // proc.world
+    if per_rank < 2:
+        raise HearflowError(f"train.batch_size {cfg.train.batch_size} over {proc.world} processes leaves < 2 per batch")
+    if len(train_set) < per_rank * proc.world:
+        raise HearflowError(f"only {len(train_set)} training clips for a batch of {cfg.train.batch_size}: "
+                            "lower train.batch_size")
+    sampler = DistributedSampler(train_set, num_replicas=proc.world, rank=proc.rank, shuffle=True,
+                                 seed=cfg.train.seed, drop_last=True)
+    loader = DataLoader(train_set, batch_size=per_rank, sampler=sampler, drop_last=True,
+                        num_workers=cfg.data.workers, persistent_workers=False,
+                        multiprocessing_context=worker_context(cfg.data.workers),
+                        pin_memory=proc.device.type == "cuda")
+    return TrainData(index, train_set, val_set, val_idx, index.done[train_idx[0]]["rate"], sampler, loader)
+
+
 def split_indices(index: CacheIndex, cfg: ExperimentConfig) -> tuple[list[int], list[int]]:
     """Training and validation clip indices. Validation is never the test split."""
     train = index.indices(cfg.data.train_split)
@@ -79,6 +204,47 @@ def split_indices(index: CacheIndex, cfg: ExperimentConfig) -> tuple[list[int], 
     return train, val
 
 
+# --------------------------------------------------------------------------- 3. model, optimizer, schedule
+def build_training(cfg: ExperimentConfig, proc: Process, data: TrainData, resume: bool) -> TrainState:
+    """Model (made after the seeds, so its initial weights follow train.seed), optimizer, LR schedule,
+    the selection metric; the state of the last checkpoint when resuming; DDP around the model."""
+    model = create_model(cfg.model).to(proc.device)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt_cls = torch.optim.AdamW if cfg.optim.optimizer == "adamw" else torch.optim.Adam
+    optimizer = opt_cls(params, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(cfg, len(data.loader)))
+    state = TrainState(model, model, optimizer, scheduler, _selection_metric(cfg, data))
+    if resume:
+        _resume(cfg, proc, state)
+    if proc.world > 1:
+        device_ids = [proc.local_rank] if proc.device.type == "cuda" else None
+        state.model = torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
+    return state
+
+
+def _selection_metric(cfg: ExperimentConfig, data: TrainData) -> str:
+    """train.select, where "auto" means the adaptive cIoU when the validation clips have boxes, else the loss."""
+    if cfg.train.select != "auto":
+        return cfg.train.select
+    has_boxes = data.val_set is not None and any(data.index.clips[i]["boxes"] for i in data.val_idx)
+    return "ciou_adap@0.5" if has_boxes else "val_loss"
+
+
+def _resume(cfg: ExperimentConfig, proc: Process, state: TrainState) -> None:
+    """Weights from last/, optimizer, schedule, epoch, best value and torch's random state from train_state.pt."""
+    out = proc.out
+    if not (out / "last" / "model.safetensors").is_file() or not (out / STATE).is_file():
+        raise HearflowError(f"{out}: nothing to resume (no last/ checkpoint); run without --resume")
+    state.model.load_state_dict(load_checkpoint(out / "last").model.state_dict())
+    saved = torch.load(out / STATE, map_location="cpu", weights_only=True)
+    state.optimizer.load_state_dict(saved["optimizer"])
+    state.scheduler.load_state_dict(saved["scheduler"])
+    state.start_epoch, state.best = saved["epoch"] + 1, saved["best"]
+    torch.set_rng_state(saved["rng"]["torch"])
+    if proc.master:
+        print(f"resuming {out} at epoch {state.start_epoch + 1}/{cfg.train.epochs}")
+
+
 def _lr_lambda(cfg: ExperimentConfig, steps_per_epoch: int):
     total = max(1, cfg.train.epochs * steps_per_epoch)
     warm = int(cfg.optim.warmup_epochs * steps_per_epoch)
@@ -91,6 +257,41 @@ def _lr_lambda(cfg: ExperimentConfig, steps_per_epoch: int):
         return 1.0
 
     return f
+
+
+# --------------------------------------------------------------------------- 4. epochs
+def _open_writer(cfg: ExperimentConfig, proc: Process, data: TrainData, state: TrainState):
+    """Rank 0: the TensorBoard writer (a resumed run drops the steps after its checkpoint) and the run banner."""
+    if not proc.master:
+        return None
+    from torch.utils.tensorboard import SummaryWriter
+
+    writer = SummaryWriter(str(proc.out / "tb"), purge_step=state.start_epoch)
+    print(f"training on {proc.device} ({proc.world} process{'es' if proc.world > 1 else ''}): "
+          f"{len(data.train_set)} train / {len(data.val_idx)} val clips, batch {cfg.train.batch_size}, "
+          f"{cfg.train.epochs} epochs, selecting best by {state.select}; run folder {proc.out}")
+    return writer
+
+
+def train_one_epoch(cfg: ExperimentConfig, proc: Process, data: TrainData, state: TrainState, epoch: int,
+                    progress: bool) -> dict:
+    """One pass over this process's shard; returns the epoch's row: epoch (from 1), mean train loss, LR."""
+    data.sampler.set_epoch(epoch)
+    data.train_set.set_epoch(epoch)
+    total, count = 0.0, 0
+    loader = data.loader
+    bar = tqdm(_batches(loader, proc.device), total=len(loader), desc=f"epoch {epoch + 1}/{cfg.train.epochs}",
+               unit="batch", disable=None if (proc.master and progress) else True, leave=False)
+    for step, batch in enumerate(bar):
+        extra_specs = extra_negative_spectrograms(cfg, data.rate, (cfg.train.seed, epoch, step))
+        loss, _ = _forward_loss(state.model, batch, cfg, proc.device, extra_specs)
+        state.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        state.optimizer.step()
+        state.scheduler.step()
+        total, count = total + loss.item(), count + 1
+        bar.set_postfix(loss=f"{total / count:.4f}")
+    return {"epoch": epoch + 1, "train_loss": total / max(1, count), "lr": state.scheduler.get_last_lr()[0]}
 
 
 def _batches(loader, device):
@@ -150,136 +351,26 @@ def validate(model, dataset: ClipDataset, cfg: ExperimentConfig, device: torch.d
     return result
 
 
+def _end_epoch(cfg: ExperimentConfig, proc: Process, data: TrainData, state: TrainState, writer, epoch: int,
+               row: dict, t0: float) -> None:
+    """Rank 0 after an epoch: validate, pick best/, save, log and print the row."""
+    if data.val_set is not None:
+        row.update(validate(state.core, data.val_set, cfg, proc.device))
+    row["seconds"] = round(time.time() - t0, 1)
+    improved = data.val_set is None or _selection_value(state.select, row) > state.best
+    if improved and data.val_set is not None:
+        state.best = _selection_value(state.select, row)
+    _save(proc.out, state.core, cfg, epoch, row, state.optimizer, state.scheduler, state.best, improved)
+    _log(proc.out, writer, row)
+    print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items())
+          + ("  *best*" if improved else ""))
+
+
 def _selection_value(metric: str, result: dict) -> float:
     """Larger is better."""
     if metric == "val_loss":
         return -result["val_loss"]
     return result.get(metric, float("-inf"))
-
-
-def _rng_state() -> dict:
-    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state()[1].tolist(), "python": random.getstate()[1]}
-
-
-def train(cfg: ExperimentConfig, resume: bool = False, progress: bool = True) -> Path:
-    """Train as ``cfg`` says; returns the run folder."""
-    # 1. set up ----------------------------------------------------------------------
-    rank, world, local_rank = _distributed()
-    device = _device(cfg.train.device, local_rank)
-    if cfg.train.threads:
-        torch.set_num_threads(cfg.train.threads)
-    out = Path(cfg.train.out)
-    master = rank == 0
-    if master:
-        out.mkdir(parents=True, exist_ok=True)
-        if resume and (out / "config.yaml").is_file():
-            old = config_io.load(ExperimentConfig, out / "config.yaml")
-            if replace(old, train=replace(old.train, epochs=cfg.train.epochs)) != cfg:
-                raise HearflowError(f"{out}/config.yaml differs from this run's config: resume needs the same config")
-        config_io.save(cfg, out / "config.yaml")
-    torch.manual_seed(cfg.train.seed)
-    np.random.seed(cfg.train.seed)
-    random.seed(cfg.train.seed)
-
-    # 2. data --------------------------------------------------------------------------
-    if master:
-        cache = ensure_cache(cfg.data.path, cfg.preprocess, cfg.data.cache or None,
-                             cfg.data.prepare_workers or None, progress)
-    if world > 1:  # the others wait until rank 0 has prepared the cache
-        box = [str(cache) if master else None]
-        dist.broadcast_object_list(box, src=0)
-        cache = Path(box[0])
-    index = CacheIndex(cache)
-    train_idx, val_idx = split_indices(index, cfg)
-    train_set = ClipDataset(index, train_idx, augment=cfg.train.augment, crop_scale=cfg.train.crop_scale,
-                            seed=cfg.train.seed)
-    val_set = ClipDataset(index, val_idx) if val_idx else None
-    train_rate = index.done[train_idx[0]]["rate"]  # the cache's audio rate (fixed unless "native")
-    per_rank = cfg.train.batch_size // world
-    if per_rank < 2:
-        raise HearflowError(f"train.batch_size {cfg.train.batch_size} over {world} processes leaves < 2 per batch")
-    if len(train_set) < per_rank * world:
-        raise HearflowError(f"only {len(train_set)} training clips for a batch of {cfg.train.batch_size}: "
-                            "lower train.batch_size")
-    sampler = DistributedSampler(train_set, num_replicas=world, rank=rank, shuffle=True, seed=cfg.train.seed,
-                                 drop_last=True)
-    loader = DataLoader(train_set, batch_size=per_rank, sampler=sampler, drop_last=True,
-                        num_workers=cfg.data.workers, persistent_workers=False,
-                        multiprocessing_context=worker_context(cfg.data.workers),
-                        pin_memory=device.type == "cuda")
-
-    # 3. model, optimizer, schedule, resume ---------------------------------------------
-    model = create_model(cfg.model).to(device)
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt_cls = torch.optim.AdamW if cfg.optim.optimizer == "adamw" else torch.optim.Adam
-    optimizer = opt_cls(params, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(cfg, len(loader)))
-    start_epoch, best = 0, float("-inf")
-    select = cfg.train.select
-    if select == "auto":
-        has_boxes = val_set is not None and any(index.clips[i]["boxes"] for i in val_idx)
-        select = "ciou_adap@0.5" if has_boxes else "val_loss"
-    if resume:
-        if not (out / "last" / "model.safetensors").is_file() or not (out / STATE).is_file():
-            raise HearflowError(f"{out}: nothing to resume (no last/ checkpoint); run without --resume")
-        model.load_state_dict(load_checkpoint(out / "last").model.state_dict())
-        state = torch.load(out / STATE, map_location="cpu", weights_only=True)
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        start_epoch, best = state["epoch"] + 1, state["best"]
-        torch.set_rng_state(state["rng"]["torch"])
-        if master:
-            print(f"resuming {out} at epoch {start_epoch + 1}/{cfg.train.epochs}")
-    if world > 1:
-        model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[local_rank] if device.type == "cuda" else None)
-    core = model.module if world > 1 else model
-
-    writer = None
-    if master:
-        from torch.utils.tensorboard import SummaryWriter
-
-        writer = SummaryWriter(str(out / "tb"), purge_step=start_epoch)
-        print(f"training on {device} ({world} process{'es' if world > 1 else ''}): {len(train_set)} train / "
-              f"{len(val_idx)} val clips, batch {cfg.train.batch_size}, {cfg.train.epochs} epochs, "
-              f"selecting best by {select}; run folder {out}")
-
-    # 4. epochs --------------------------------------------------------------------------
-    model.train()
-    for epoch in range(start_epoch, cfg.train.epochs):
-        t0 = time.time()
-        sampler.set_epoch(epoch)
-        train_set.set_epoch(epoch)
-        total, count = 0.0, 0
-        bar = tqdm(_batches(loader, device), total=len(loader), desc=f"epoch {epoch + 1}/{cfg.train.epochs}",
-                   unit="batch", disable=None if (master and progress) else True, leave=False)
-        for step, batch in enumerate(bar):
-            extra_specs = extra_negative_spectrograms(cfg, train_rate, (cfg.train.seed, epoch, step))
-            loss, _ = _forward_loss(model, batch, cfg, device, extra_specs)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            total, count = total + loss.item(), count + 1
-            bar.set_postfix(loss=f"{total / count:.4f}")
-        row = {"epoch": epoch + 1, "train_loss": total / max(1, count), "lr": scheduler.get_last_lr()[0]}
-        if master:
-            if val_set is not None:
-                row.update(validate(core, val_set, cfg, device))
-            row["seconds"] = round(time.time() - t0, 1)
-            improved = val_set is None or _selection_value(select, row) > best
-            if improved:
-                best = _selection_value(select, row) if val_set is not None else best
-            _save(out, core, cfg, epoch, row, optimizer, scheduler, best, improved)
-            _log(out, writer, row)
-            print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items())
-                  + ("  *best*" if improved else ""))
-        if world > 1:
-            dist.barrier()
-    if writer is not None:
-        writer.close()
-    if world > 1:
-        dist.destroy_process_group()
-    return out
 
 
 def _save(out: Path, model, cfg, epoch: int, row: dict, optimizer, scheduler, best: float, improved: bool):

@@ -117,7 +117,7 @@ def _prepare(p):
     def run(args):
         from hearflow import config
         from hearflow.media.preprocess import PreprocessConfig
-        from hearflow.trainer.prepare import format_report, prepare
+        from hearflow.trainer.clip_cache import format_report, prepare
 
         if args.preprocess in PreprocessConfig.PRESETS:
             cfg = config.apply_overrides(PreprocessConfig.PRESETS[args.preprocess](), args.overrides)
@@ -145,7 +145,7 @@ def _train(p):
 
     def run(args):
         from hearflow import config
-        from hearflow.trainer.config import ExperimentConfig
+        from hearflow.trainer.experiment import ExperimentConfig
         from hearflow.trainer.train import train
 
         cfg = config.load(ExperimentConfig, args.config, args.overrides)

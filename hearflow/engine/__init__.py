@@ -1,1 +1,3 @@
-"""The real-time engine and the inference backends it (and the evaluator) run models with."""
+"""The real-time engine: sources (camera, microphone, files, GStreamer, synthetic) feed one
+inference thread whose results go to bounded sinks (overlay, video, ZeroMQ, JSONL).
+"""

@@ -38,7 +38,7 @@ from hearflow.model.checkpoint import file_sha256
 from hearflow.runtime.backends import OnnxRuntimeBackend
 from hearflow.runtime.manifest import GRAPHS, INT8_FILES, ExportError, Manifest, read_manifest
 from hearflow.trainer.data import CacheIndex, ClipDataset
-from hearflow.trainer.prepare import ensure_cache
+from hearflow.trainer.clip_cache import ensure_cache
 
 CALIBRATION_CLIPS = 64
 """Clips calibrated on by default: MinMax ranges of a ResNet settle within a few dozen."""

@@ -1,4 +1,5 @@
-"""The HTF model: one factory builds every variant from a :class:`ModelConfig`."""
+"""The HTF model: one factory builds every variant from a :class:`ModelConfig`; encoder trunks,
+safetensors checkpoints and importers of the authors' released weights (pretrained loading kept apart)."""
 
 from hearflow.model.htf import FlowAttention, HTFModel, ModelConfig
 

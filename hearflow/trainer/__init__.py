@@ -1,1 +1,3 @@
-"""Training, dataset preparation and evaluation."""
+"""Training and measuring models: dataset preparation into a clip cache, the training loop,
+the evaluator with the field's protocol, and confidence calibration.
+"""

@@ -20,7 +20,7 @@ def clip_scores(model, data, split: str = "test", backend: str | None = None, pr
     from hearflow.runtime.backends import load_backend
     from hearflow.trainer.data import CacheIndex, ClipDataset
     from hearflow.trainer.evaluate import run_backend
-    from hearflow.trainer.prepare import ensure_cache
+    from hearflow.trainer.clip_cache import ensure_cache
 
     be = load_backend(model, backend)
     index = CacheIndex(ensure_cache(data, be.preprocess, progress=progress))

@@ -24,7 +24,7 @@ from hearflow.media.preprocess import PreprocessConfig
 
 
 class CacheIndex:
-    """The clips of a prepared cache and their status (see :mod:`hearflow.trainer.prepare`)."""
+    """The clips of a prepared cache and their status (see :mod:`hearflow.trainer.clip_cache`)."""
 
     def __init__(self, path):
         self.path = Path(path)

@@ -29,7 +29,7 @@ from hearflow.media.preprocess import PreprocessConfig
 from hearflow.runtime.backends import load_backend
 from hearflow.trainer import metrics, plots
 from hearflow.trainer.data import CacheIndex, ClipDataset
-from hearflow.trainer.prepare import ensure_cache
+from hearflow.trainer.clip_cache import ensure_cache
 
 LISTEN_CONDITIONS = ("silence", "noise", "shuffle")
 

@@ -32,10 +32,10 @@ from hearflow import config as config_io
 from hearflow.errors import HearflowError
 from hearflow.model import create_model
 from hearflow.model.checkpoint import load_checkpoint, save_checkpoint
-from hearflow.trainer.config import ExperimentConfig
+from hearflow.trainer.experiment import ExperimentConfig
 from hearflow.trainer.data import CacheIndex, ClipDataset, worker_context
 from hearflow.trainer.losses import compute_loss
-from hearflow.trainer.prepare import ensure_cache
+from hearflow.trainer.clip_cache import ensure_cache
 
 STATE = "train_state.pt"
 METRICS_CSV = "metrics.csv"

@@ -5,7 +5,7 @@ from pathlib import Path
 
 from hearflow import config
 from hearflow.media.synth import SynthConfig, generate
-from hearflow.trainer.config import ExperimentConfig
+from hearflow.trainer.experiment import ExperimentConfig
 from hearflow.trainer.evaluate import evaluate_model
 from hearflow.trainer.train import train
 

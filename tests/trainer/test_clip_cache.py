@@ -9,7 +9,7 @@ import pytest
 from hearflow.media.preprocess import PreprocessConfig
 from hearflow.media.sample import video_sample
 from hearflow.trainer.data import CacheIndex, ClipDataset
-from hearflow.trainer.prepare import PrepareError, discover, prepare
+from hearflow.trainer.clip_cache import PrepareError, discover, prepare
 
 CFG = PreprocessConfig(image_size=96)
 

@@ -30,7 +30,7 @@ from hearflow.engine.sinks import (
 from hearflow.engine.sinks.zmq import ZmqSink
 from hearflow.errors import HearflowError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 W, H, FPS, SR = 160, 120, 25, 22050
 
 

@@ -55,7 +55,7 @@ def int8_export(tmp_path_factory, synth_dir):
 def test_inputs(synth_dir):
     """Real model inputs of clips the calibration did not see (the test split)."""
     from hearflow.trainer.data import CacheIndex, ClipDataset
-    from hearflow.trainer.prepare import ensure_cache
+    from hearflow.trainer.clip_cache import ensure_cache
 
     index = CacheIndex(ensure_cache(synth_dir, PRE, progress=False))
     items = [it for it in ClipDataset(index, index.indices("test"))]

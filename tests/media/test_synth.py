@@ -20,7 +20,7 @@ from hearflow.media.synth import SynthConfig, SynthScene, clip_rng, sample_spec
 SHORT = SynthConfig(duration=1.0)  # 25 frames: fast, and every property still shows
 COUNTS = dict(train=3, val=1, test=2)
 SEED = 7  # with negative_fraction 0.3: a noise negative in train, test = [silence, positive]
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def decode_video(path) -> list[np.ndarray]:

@@ -11,7 +11,7 @@ import torch
 from hearflow import config
 from hearflow.errors import HearflowError
 from hearflow.model.checkpoint import load_checkpoint
-from hearflow.trainer.config import ExperimentConfig
+from hearflow.trainer.experiment import ExperimentConfig
 from hearflow.trainer.train import train
 
 

@@ -33,7 +33,7 @@ from hearflow.engine.wire import (
 )
 from hearflow.errors import HearflowError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "robot_subscriber.py"
 
 

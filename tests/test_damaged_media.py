@@ -220,3 +220,28 @@ def test_lost_audio_is_silence_at_its_time(files):
     check_blocks_contiguous(blocks, RATE)
     np.testing.assert_array_equal(np.concatenate([b.samples for b in blocks]), x)
     assert r2.audio_gaps == report.audio_gaps
+
+
+# ------------------------------------------------------------------ samples (prepare/eval)
+def test_sample_usable_when_its_frame_and_window_decode(files):
+    from hearflow.media.preprocess import PreprocessConfig
+    from hearflow.media.sample import video_sample
+
+    cfg = PreprocessConfig(image_size=32, audio_seconds=1.0, sample_rate=16000, flow="none")
+    # audio lost at ~0.93 s and ~2.79 s: a window clear of both is fine, one over them is not
+    s = video_sample(files["corrupt_audio"], 1.8, cfg)
+    assert s.t == pytest.approx(1.8) and len(s.audio) == 16000 and np.abs(s.audio).max() > 0.1
+    with pytest.raises(CorruptMedia, match="audio window 2.30..3.30 s is damaged"):
+        video_sample(files["corrupt_audio"], 2.8, cfg)
+    # the cut at ~1.76 s: before it usable, a window reaching past it not
+    assert video_sample(files["truncated"], 0.6, cfg).t == pytest.approx(0.6)
+    with pytest.raises(CorruptMedia, match="truncated"):
+        video_sample(files["truncated"], 1.6, cfg)
+    with pytest.raises(CorruptMedia, match="truncated"):
+        video_sample(files["truncated"], 3.0, cfg)
+    # a lost video frame refuses only the samples that need it
+    missing = sorted(set(range(N)) - {f.index for f in decode.read_frames(files["corrupt"],
+                                                                           report=decode.DamageReport())})
+    with pytest.raises(CorruptMedia, match="undecodable"):
+        video_sample(files["corrupt"], missing[0] / FPS, cfg)
+    assert video_sample(files["corrupt"], 0.6, cfg).t == pytest.approx(0.6)

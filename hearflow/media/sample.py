@@ -12,8 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from hearflow.errors import CorruptMedia
 from hearflow.media.audio import audio_window
-from hearflow.media.decode import frames_around, read_audio, read_image
+from hearflow.media.decode import DamageReport, frames_around, read_audio, read_image
 from hearflow.media.flow import FlowEstimator, zero_flow
 from hearflow.media.frames import resize_frame
 from hearflow.media.preprocess import PreprocessConfig
@@ -68,6 +69,8 @@ def video_sample(
 
     path: a video with an audio track (or give ``audio_path`` for separate audio).
     estimator: reuse one FlowEstimator across calls (creating one costs a little).
+    A damaged file is usable when the frame at ``t`` and the audio window decode (damage
+    elsewhere is ignored); else CorruptMedia says what is missing.
     Raises the media layer's typed errors (no audio, no video, corrupt ...).
     """
     from hearflow.media.decode import probe
@@ -76,12 +79,35 @@ def video_sample(
     if t is None:
         info = probe(path, decode=False)
         t = (info.duration or 0.0) / 2
-    frames, pos, fps = frames_around(path, t, before=1, after=1)
+    frames, pos, fps = frames_around(path, t, before=1, after=1, report=DamageReport())
     frame = frames[pos]
     flow, note = _flow_for(frames, pos, fps, cfg, estimator)
-    wave, rate = read_audio(audio_path or path, None if cfg.sample_rate == "native" else int(cfg.sample_rate))
+    wave, rate, _ = _read_audio_for(audio_path or path, frame.t, cfg)
     audio = audio_window(wave, rate, frame.t, cfg)
     return Sample(resize_frame(frame.rgb, cfg), flow, audio, rate, frame.t, fps, note)
+
+
+def _read_audio_for(path, t: float | None, cfg: PreprocessConfig) -> tuple[np.ndarray, int, float]:
+    """The whole track and the frame time, refused (CorruptMedia) only when damage lost audio
+    inside the window of the frame at ``t`` (None: the middle of the intact track)."""
+    report = DamageReport()
+    wave, rate = read_audio(path, None if cfg.sample_rate == "native" else int(cfg.sample_rate), report=report)
+    end = report.declared_end if report.truncated else len(wave) / rate
+    if t is None:
+        t = end / 2
+    if report.damaged:
+        d = cfg.audio_seconds
+        # the window as audio_window would place it in the intact track
+        if cfg.audio_window == "centered":
+            t0 = min(max(0.0, t - d / 2), max(0.0, end - d))  # shifted to stay inside the track
+            t1 = min(t0 + d, end)
+        else:
+            t0, t1 = max(0.0, t - d), t
+        lost = report.audio_lost_between(t0, t1)
+        if lost > 0:
+            raise CorruptMedia(path, f"audio window {t0:.2f}..{t1:.2f} s is damaged ({lost:.3f} s lost): "
+                                     f"{report.describe().removeprefix(f'{path}: ')}")
+    return wave, rate, t
 
 
 def still_sample(image_path, audio_path, cfg: PreprocessConfig) -> Sample:
@@ -92,8 +118,7 @@ def still_sample(image_path, audio_path, cfg: PreprocessConfig) -> Sample:
     the window is placed around it as the config says.
     """
     rgb = read_image(image_path)
-    wave, rate = read_audio(audio_path, None if cfg.sample_rate == "native" else int(cfg.sample_rate))
-    t = len(wave) / rate / 2
+    wave, rate, t = _read_audio_for(audio_path, None, cfg)
     audio = audio_window(wave, rate, t, cfg)
     note = "still frame: no flow can be computed (zeros)" if cfg.uses_flow else ""
     return Sample(resize_frame(rgb, cfg), zero_flow(cfg), audio, rate, t, 0.0, note)

@@ -26,7 +26,16 @@ Errors are the typed :mod:`hearflow.errors`: every public function raises a
 :class:`~hearflow.errors.MediaError` subclass whose message names the file and the
 problem in one line; no PyAV/ffmpeg exception escapes.
 
+Damaged files are decoded as far as they can be, as ffmpeg does (see
+:mod:`~hearflow.media.decode.damage`): iter_media, read_frames, frames_around and
+read_audio skip undecodable packets (lost audio becomes silence at its time, so audio
+stays in sync) and end a truncated file at the cut; what was lost goes into the
+:class:`DamageReport` given as ``report=``, else into a :class:`DamagedMediaWarning`.
+Files that cannot be opened, or where a wanted stream has nothing decodable, still raise.
+:func:`probe` with ``decode=True`` is the strict check: it raises CorruptMedia for any damage.
+
 Modules: :mod:`~hearflow.media.decode.container` (opening, errors, streams, the clock),
+:mod:`~hearflow.media.decode.damage` (decoding past damage, the report),
 :mod:`~hearflow.media.decode.audio`, :mod:`~hearflow.media.decode.video` (and still images),
 :mod:`~hearflow.media.decode.interleave` (both streams in time order) and
 :mod:`~hearflow.media.decode.probe`.
@@ -34,6 +43,7 @@ Modules: :mod:`~hearflow.media.decode.container` (opening, errors, streams, the 
 
 from hearflow.media.decode.audio import read_audio
 from hearflow.media.decode.container import AUDIO_GAP, SLACK, TRUNCATION_SLACK
+from hearflow.media.decode.damage import DamagedMediaWarning, DamageReport
 from hearflow.media.decode.interleave import AudioBlock, iter_media
 from hearflow.media.decode.probe import (
     AudioStreamInfo,
@@ -51,6 +61,8 @@ __all__ = [
     "TRUNCATION_SLACK",
     "VideoFrame",
     "AudioBlock",
+    "DamageReport",
+    "DamagedMediaWarning",
     "VideoStreamInfo",
     "AudioStreamInfo",
     "DecodeStats",

@@ -5,15 +5,15 @@ from __future__ import annotations
 import av
 import numpy as np
 
-from hearflow.errors import EmptyMedia
+from hearflow.errors import CorruptMedia, EmptyMedia
 from hearflow.media.decode.container import (
     AUDIO_GAP,
     audio_stream,
-    check_complete,
     clock_origin,
     declared_end,
     open_media,
 )
+from hearflow.media.decode.damage import DamageReport, decode_packet, demux, start_report, warn_if_damaged
 
 
 class AudioConverter:
@@ -22,10 +22,11 @@ class AudioConverter:
     Sample i of the concatenated output is at time i / rate on the container clock:
     leading and inner timestamp gaps are filled with silence (fed through the resampler,
     so its filter delay stays consistent), audio before time 0 is cut, and the output
-    stops at the stream's declared end.
+    stops at the stream's declared end. With a ``report``, the gap after a skipped
+    (undecodable) packet is filled however short it is and recorded as lost audio.
     """
 
-    def __init__(self, stream, rate: int | None, origin: float):
+    def __init__(self, stream, rate: int | None, origin: float, report: DamageReport | None = None):
         self.stream = stream
         self.rate = int(rate or stream.codec_context.sample_rate or 0) or None  # else: first frame's
         self.origin = origin
@@ -37,6 +38,8 @@ class AudioConverter:
         self.emitted = 0  # output samples returned so far
         self.end = declared_end(stream, origin)
         self.frame_size = stream.codec_context.frame_size or 1024
+        self.report = report
+        self._skips_seen = report.audio_packets_skipped if report is not None else 0  # as of the last frame
 
     def _new_resampler(self, frame):
         self.key = (frame.format.name, frame.layout.name, frame.sample_rate)
@@ -68,14 +71,19 @@ class AudioConverter:
             self.resampler = self._new_resampler(frame)
         else:
             first = False
+        after_skip = self.report is not None and self.report.audio_packets_skipped > self._skips_seen
+        if self.report is not None:
+            self._skips_seen = self.report.audio_packets_skipped
         if frame.pts is not None and frame.time_base is not None:
             t = float(frame.pts * frame.time_base) - self.origin
             gap = t - self.fed / self.in_rate
             if first and gap < 0:  # starts before time 0: cut the part before it
                 self.drop = round(-gap * self.rate)
                 self.fed = round(t * self.in_rate)
-            elif gap > (0.5 / self.in_rate if first else AUDIO_GAP):
+            elif gap > (0.5 / self.in_rate if first or after_skip else AUDIO_GAP):
                 n = round(gap * self.in_rate)
+                if after_skip:  # lost data, not a gap the file has
+                    self.report.audio_gap(self.fed / self.in_rate, n / self.in_rate)
                 out += self._run(self._silence(frame, n))
                 self.fed += n
         out += self._run(frame)
@@ -96,25 +104,40 @@ class AudioConverter:
         self.emitted += len(x)
         return np.clip(x, -1.0, 1.0).astype(np.float32, copy=False)
 
-    def check_complete(self, path) -> None:
+    def finish(self, path, report: DamageReport) -> None:
+        """Raise when the stream gave no samples at all; else note a truncated end in ``report``."""
         if self.emitted == 0:
+            if report.audio_packets_skipped:
+                raise CorruptMedia(path, f"audio stream has no decodable samples "
+                                         f"({report.audio_packets_skipped} packets undecodable)")
             raise EmptyMedia(path, "audio stream has no samples")
-        check_complete(path, "audio", self.emitted / self.rate, self.stream, self.origin,
-                        self.frame_size / (self.in_rate or self.rate))
+        report.check_end(self.emitted / self.rate, self.stream, self.origin,
+                         self.frame_size / (self.in_rate or self.rate))
 
 
-def read_audio(path, sample_rate: int | None) -> tuple[np.ndarray, int]:
+def read_audio(path, sample_rate: int | None, report: DamageReport | None = None) -> tuple[np.ndarray, int]:
     """Decode the whole audio track as float32 mono in [-1, 1].
 
     path: media file (any container/codec ffmpeg reads: mp4, mkv, webm, avi, mov, wav, mp3, ogg, ...).
     sample_rate: rate to resample to; None keeps the stream's native rate.
+    report: filled with what damage made it skip (see :mod:`~hearflow.media.decode.damage`):
+        undecodable packets become silence of their length, so the timing holds; a
+        truncated track ends at the cut. Without one, damage is a DamagedMediaWarning.
     Returns (samples, rate); sample i is at time i / rate on the container clock.
-    Raises NoAudioStream, EmptyMedia (no samples), CorruptMedia, MediaNotFound.
+    Raises NoAudioStream, EmptyMedia (no samples), CorruptMedia (unreadable, or nothing
+    decodable), MediaNotFound.
     """
+    report, private = start_report(report, path)
     with open_media(path) as container:
         stream = audio_stream(path, container)
-        conv = AudioConverter(stream, sample_rate, clock_origin(container))
-        chunks = [conv.push(frame) for frame in container.decode(stream)]
+        origin = clock_origin(container)
+        conv = AudioConverter(stream, sample_rate, origin, report)
+        chunks = [
+            conv.push(frame)
+            for packet in demux(container, stream, report)
+            for frame in decode_packet(packet, report, "audio", origin)
+        ]
         chunks.append(conv.flush())
-        conv.check_complete(path)
-        return np.concatenate(chunks), conv.rate
+        conv.finish(path, report)
+    warn_if_damaged(report, private)
+    return np.concatenate(chunks), conv.rate

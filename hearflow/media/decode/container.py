@@ -21,7 +21,7 @@ SLACK = 5e-4
 # smaller ones are timestamp rounding (again whole milliseconds in Matroska).
 AUDIO_GAP = 0.010
 # Decoded media ending earlier than the declared stream duration by more than this
-# (or two frames, if longer) is reported as truncated.
+# (or two frames, if longer) is reported as truncated (DamageReport.check_end).
 TRUNCATION_SLACK = 0.1
 
 # What PyAV raises for bad data: ffmpeg errors (also ValueError/OSError subclasses),
@@ -157,15 +157,6 @@ def stream_fps(stream) -> float:
         if rate:
             return float(rate)
     return 0.0
-
-
-def check_complete(path, what: str, decoded_end: float, stream, origin: float, frame_dur: float) -> None:
-    """Raise CorruptMedia when decoding ended well before the stream's declared end."""
-    end = declared_end(stream, origin)
-    if end is None:
-        return
-    if end - decoded_end > max(TRUNCATION_SLACK, 2 * frame_dur):
-        raise CorruptMedia(path, f"truncated {what}: decoded up to {decoded_end:.3f} s of {end:.3f} s declared")
 
 
 def frame_time(frame, origin: float) -> float | None:

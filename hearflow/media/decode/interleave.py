@@ -8,18 +8,18 @@ from typing import Iterator
 
 import numpy as np
 
-from hearflow.errors import EmptyMedia
 from hearflow.media.decode.audio import AudioConverter
 from hearflow.media.decode.container import (
     audio_stream,
-    check_complete,
     clock_origin,
     frame_time,
     open_media,
+    rel_start,
     stream_fps,
     video_stream,
 )
-from hearflow.media.decode.video import VideoFrame, frame_rgb
+from hearflow.media.decode.damage import DamageReport, decode_packet, demux, start_report, warn_if_damaged
+from hearflow.media.decode.video import VideoFrame, no_frames_error, expected_frames, frame_rgb
 
 
 @dataclass
@@ -32,7 +32,7 @@ class AudioBlock:
 
 
 def iter_media(
-    path, sample_rate: int | None, video: bool = True, audio: bool = True
+    path, sample_rate: int | None, video: bool = True, audio: bool = True, report: DamageReport | None = None
 ) -> Iterator[VideoFrame | AudioBlock]:
     """Decode video frames and audio blocks of one file interleaved in time order.
 
@@ -43,28 +43,48 @@ def iter_media(
     Yields VideoFrame and AudioBlock items sorted by start time on the container clock
     (AudioBlock t = first sample's time, samples contiguous across blocks). Items are
     held back until the other stream has caught up, at most one second of media time.
+
+    Damage is decoded past (see :mod:`~hearflow.media.decode.damage`): an undecodable
+    packet is skipped (a lost frame leaves a gap in the frame times and indices; lost
+    audio becomes silence of its length, so blocks stay contiguous and in sync), and a
+    truncated file ends at the cut. ``report`` is filled as it goes and complete once
+    the iteration is over; without one, damage is a DamagedMediaWarning at the end.
+    Raises (also mid-iteration) NoVideoStream, NoAudioStream, EmptyMedia, CorruptMedia
+    (unreadable, or a requested stream with nothing decodable), MediaNotFound.
     """
     if not (video or audio):
         raise ValueError("iter_media needs video=True or audio=True")
+    report, private = start_report(report, path)
     with open_media(path) as container:
         vstream = video_stream(path, container) if video else None
         astream = audio_stream(path, container) if audio else None
         origin = clock_origin(container)
         if vstream is not None:
             vstream.thread_type = "AUTO"
-        conv = AudioConverter(astream, sample_rate, origin) if astream is not None else None
+        conv = AudioConverter(astream, sample_rate, origin, report) if astream is not None else None
         merge = _Merge(video=vstream is not None, audio=astream is not None)
+        fps = stream_fps(vstream) if vstream is not None else 0.0
+        first_t = rel_start(vstream, origin) if vstream is not None else 0.0
         vcount = 0
+        index = -1
+        skips = report.video_packets_skipped
         last_t = None
         streams = [s for s in (vstream, astream) if s is not None]
-        for packet in container.demux(streams):
-            for frame in packet.decode():
-                if packet.stream is vstream:
+        for packet in demux(container, streams, report):
+            is_video = packet.stream is vstream
+            for frame in decode_packet(packet, report, "video" if is_video else "audio", origin):
+                if is_video:
                     t = frame_time(frame, origin)
                     if t is None:
-                        t = vcount / (stream_fps(vstream) or 25.0)
-                    merge.video.append(VideoFrame(vcount, t, frame_rgb(frame)))
+                        t = vcount / (fps or 25.0)
+                    if report.video_packets_skipped > skips and fps:
+                        # after a lost frame the index comes from t, so it still says the frame's place
+                        index = max(index + 1, round((t - first_t) * fps))
+                    else:
+                        index = vcount
+                    merge.video.append(VideoFrame(index, t, frame_rgb(frame)))
                     vcount += 1
+                    report.video_frames += 1
                     last_t = t
                 else:
                     merge.push_audio(conv, conv.push(frame))
@@ -75,11 +95,13 @@ def iter_media(
         yield from merge.ready()
         if vstream is not None:
             if vcount == 0:
-                raise EmptyMedia(path, "video stream has no decodable frames")
-            fps = stream_fps(vstream) or 25.0
-            check_complete(path, "video", last_t + 1 / fps, vstream, origin, 1 / fps)
+                raise no_frames_error(path, report)
+            step = 1 / (fps or 25.0)
+            report.check_end(last_t + step, vstream, origin, step)
+            report.video_frames_expected = expected_frames(vstream, origin)
         if conv is not None:
-            conv.check_complete(path)
+            conv.finish(path, report)
+    warn_if_damaged(report, private)
 
 
 class _Merge:

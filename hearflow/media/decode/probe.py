@@ -5,11 +5,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from hearflow.errors import EmptyMedia, NoVideoStream
+from hearflow.errors import CorruptMedia, NoVideoStream
 from hearflow.media.decode.audio import AudioConverter
 from hearflow.media.decode.container import (
     audio_stream,
-    check_complete,
     clock_origin,
     declared_duration,
     frame_time,
@@ -19,6 +18,8 @@ from hearflow.media.decode.container import (
     stream_fps,
     video_stream,
 )
+from hearflow.media.decode.damage import DamageReport, decode_packet, demux
+from hearflow.media.decode.video import expected_frames, no_frames_error
 
 
 @dataclass
@@ -117,8 +118,10 @@ def probe(path, decode: bool = True, sample_rate: int | None = 22050) -> MediaIn
 
     path: media file; one with only audio or only video is fine.
     decode: decode every video frame and the whole audio track as hearflow would
-        (mono downmix, resampling), filling ``MediaInfo.decoded``; raises CorruptMedia
-        for undecodable or truncated data and EmptyMedia for streams with nothing in them.
+        (mono downmix, resampling), filling ``MediaInfo.decoded``. This is the strict
+        check: any damage the other functions would decode past (undecodable packets, a
+        truncated end) raises CorruptMedia with the damage report's line; a stream with
+        nothing in it raises EmptyMedia.
     sample_rate: audio rate for the decode check; None keeps the native rate.
     Raises MediaNotFound, EmptyMedia, CorruptMedia.
     """
@@ -158,30 +161,36 @@ def _audio_info(as_, origin: float) -> AudioStreamInfo | None:
 
 
 def _decode_all(path, container, vs, as_, origin: float, sample_rate: int | None) -> DecodeStats:
-    """Decode both streams to the end as hearflow would; raise for bad, empty or truncated ones."""
+    """Decode both streams to the end as hearflow would; raise for damaged or empty ones."""
     stats = DecodeStats()
-    conv = AudioConverter(as_, sample_rate, origin) if as_ is not None else None
+    report = DamageReport(str(path))
+    conv = AudioConverter(as_, sample_rate, origin, report) if as_ is not None else None
     if vs is not None:
         vs.thread_type = "AUTO"
-    for packet in container.demux([s for s in (vs, as_) if s is not None]):
-        for frame in packet.decode():
+    for packet in demux(container, [s for s in (vs, as_) if s is not None], report):
+        kind = "video" if packet.stream is vs else "audio"
+        for frame in decode_packet(packet, report, kind, origin):
             if packet.stream is vs:
                 t = frame_time(frame, origin)
                 if stats.first_frame_t is None:
                     stats.first_frame_t = t
                 stats.last_frame_t = t if t is not None else stats.last_frame_t
                 stats.video_frames += 1
+                report.video_frames += 1
             else:
                 conv.push(frame)
     if vs is not None:
         if stats.video_frames == 0:
-            raise EmptyMedia(path, "video stream has no decodable frames")
+            raise no_frames_error(path, report)
         fps = stream_fps(vs) or 25.0
-        check_complete(path, "video", (stats.last_frame_t or 0.0) + 1 / fps, vs, origin, 1 / fps)
+        report.check_end((stats.last_frame_t or 0.0) + 1 / fps, vs, origin, 1 / fps)
+        report.video_frames_expected = expected_frames(vs, origin)
     if conv is not None:
         conv.flush()
-        conv.check_complete(path)
+        conv.finish(path, report)
         stats.audio_samples, stats.audio_rate = conv.emitted, conv.rate
+    if report.damaged:
+        raise CorruptMedia(path, report.describe().removeprefix(f"{path}: "))
     return stats
 
 

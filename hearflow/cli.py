@@ -320,9 +320,12 @@ def _listen(p):
         from hearflow.engine import wire
 
         topics = (wire.HEATMAP_TOPIC, wire.OVERLAY_TOPIC) if args.overlay else (wire.HEATMAP_TOPIC,)
+        stats = {}
         n = wire.listen(args.endpoint, count=args.count, save_dir=args.save, topics=topics, timeout=args.timeout,
-                        newest_only=args.newest_only)
-        print(f"{n} messages")
+                        out=lambda line: print(line, flush=True), newest_only=args.newest_only,
+                        status=lambda line: print(line, file=sys.stderr, flush=True), stats=stats)
+        extra = [f"{stats[k]} {k}" for k in ("rejected", "missed") if stats.get(k)]
+        print(f"{n} messages" + (f" ({', '.join(extra)})" if extra else ""))
 
     return run
 

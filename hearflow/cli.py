@@ -178,6 +178,9 @@ def _eval(p):
     p.add_argument("--baseline", choices=["center", "whole"], help="score a baseline map instead of a model")
     p.add_argument("--heatmaps", help="score these maps instead of running a model")
     p.add_argument("--annotations", help="annotations for --heatmaps")
+    p.add_argument("--allow-missing", action="store_true",
+                   help="with --heatmaps: score the clips that have a map when some annotated clips have none "
+                        "(default: an error)")
     p.add_argument("--workers", type=int, default=None, help="processes for preparing the data")
 
     def run(args):
@@ -186,8 +189,14 @@ def _eval(p):
         if args.heatmaps:
             if not args.annotations:
                 raise HearflowError("--heatmaps needs --annotations")
-            summary = evaluate.evaluate_heatmaps(args.heatmaps, args.annotations, args.out)
+            summary = evaluate.evaluate_heatmaps(args.heatmaps, args.annotations, args.out,
+                                                 allow_missing=args.allow_missing)
             title = args.heatmaps
+            if summary["annotated_without_map"]:
+                n_ann = summary["annotated"]
+                print(f"scored {n_ann - summary['annotated_without_map']} of {n_ann} annotated clips "
+                      f"({summary['annotated_without_map']} without a map, e.g. "
+                      f"{', '.join(summary['missing_maps'][:5])})")
         else:
             if args.baseline:
                 data = args.data or args.model
@@ -311,9 +320,12 @@ def _listen(p):
         from hearflow.engine import wire
 
         topics = (wire.HEATMAP_TOPIC, wire.OVERLAY_TOPIC) if args.overlay else (wire.HEATMAP_TOPIC,)
+        stats = {}
         n = wire.listen(args.endpoint, count=args.count, save_dir=args.save, topics=topics, timeout=args.timeout,
-                        newest_only=args.newest_only)
-        print(f"{n} messages")
+                        out=lambda line: print(line, flush=True), newest_only=args.newest_only,
+                        status=lambda line: print(line, file=sys.stderr, flush=True), stats=stats)
+        extra = [f"{stats[k]} {k}" for k in ("rejected", "missed") if stats.get(k)]
+        print(f"{n} messages" + (f" ({', '.join(extra)})" if extra else ""))
 
     return run
 

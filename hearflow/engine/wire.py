@@ -16,8 +16,10 @@ subscriber (``hearflow listen``, ``python -m hearflow.engine.wire``).
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import math
+import socket
 import sys
 import time
 from pathlib import Path
@@ -42,13 +44,68 @@ class WireError(HearflowError):
 
 
 def normalize_endpoint(endpoint: str) -> str:
-    """A ZeroMQ endpoint; a bare port number means that port on the loopback."""
+    """A ZeroMQ endpoint; a bare port number means that port on the loopback.
+
+    Raises ValueError (one line, naming the value) for text that is no endpoint and for a
+    tcp endpoint without a valid port (1..65535, or ``*`` for a free one when binding):
+    ZeroMQ itself would wrap a port like 70000 around without a word.
+    """
     endpoint = str(endpoint).strip()
     if endpoint.isdigit():
+        _check_port(endpoint)
         return f"tcp://127.0.0.1:{int(endpoint)}"
     if "://" not in endpoint:
         raise ValueError(f"not a ZeroMQ endpoint: {endpoint!r} (e.g. tcp://127.0.0.1:5555, ipc:///tmp/hf, or a port)")
+    if endpoint.partition("://")[0] == "tcp":
+        _tcp_host_port(endpoint)
     return endpoint
+
+
+def check_endpoint(endpoint: str, bind: bool) -> str:
+    """:func:`normalize_endpoint`, and for tcp that the host exists: an IP address, a name
+    that resolves, or (``bind``) ``*`` or a network interface of this machine. Raises
+    ValueError naming the host: ZeroMQ reports an unknown host as "No such device" on
+    bind and not at all on connect (it would wait forever)."""
+    endpoint = normalize_endpoint(endpoint)
+    if endpoint.partition("://")[0] != "tcp":
+        return endpoint
+    host, _ = _tcp_host_port(endpoint)
+    if host == "*":
+        if not bind:
+            raise ValueError(f"'*' in {endpoint} (all interfaces) is for binding; connect to the publisher's address")
+        return endpoint
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+        return endpoint
+    except ValueError:
+        pass
+    if bind and host in {name for _, name in socket.if_nameindex()}:
+        return endpoint
+    try:
+        socket.getaddrinfo(host, None)
+    except (socket.gaierror, UnicodeError):
+        raise ValueError(f"cannot resolve host {host!r}"
+                         + (" (give an IP address, a host name, an interface or * for all)" if bind else "")) from None
+    return endpoint
+
+
+def _tcp_host_port(endpoint: str) -> tuple[str, str]:
+    """(host, port) of a tcp:// endpoint (a connect endpoint's ``source;`` part dropped)."""
+    rest = endpoint.partition("://")[2].rpartition(";")[2]
+    host, colon, port = rest.rpartition(":")
+    if not colon or not host or rest.endswith("]"):  # "[::1]" alone has colons but no port
+        raise ValueError(f"{endpoint!r} needs HOST:PORT, e.g. tcp://127.0.0.1:5555")
+    _check_port(port)
+    return host, port
+
+
+def _check_port(port: str) -> None:
+    if port == "*":
+        return
+    if not port.isdigit():
+        raise ValueError(f"port {port!r} is not a number (1..65535, or * for a free one)")
+    if not 1 <= int(port) <= 65535:
+        raise ValueError(f"port {int(port)} is out of range (1..65535)")
 
 
 def is_loopback(endpoint: str) -> bool:
@@ -195,6 +252,8 @@ def listen(
     timeout: float | None = None,
     out: Callable[[str], None] = print,
     newest_only: bool = False,
+    status: Callable[[str], None] | None = None,
+    stats: dict | None = None,
 ) -> int:
     """Subscribe to a hearflow stream, print one line per message; return how many came.
 
@@ -204,18 +263,37 @@ def listen(
         header as one line of ``headers.jsonl`` there.
     topics: topics to subscribe to (hearflow.heatmap, hearflow.overlay).
     timeout: give up after this many seconds in all (None = no limit).
-    out: where lines go (gaps in seq are reported as their own line).
+    out: where lines go (gaps in seq and rejected messages get their own line).
     newest_only: keep only the newest message when several are waiting (a slow reader
         skips ahead instead of falling behind).
+    status: where "waiting for messages on ..." goes once at the start (and a note when
+        the timeout passes with nothing received); None = nowhere.
+    stats: when given, filled with ``received``, ``rejected`` (malformed messages, not
+        counted in the return value) and ``missed`` (messages lost in gaps of ``seq``).
+
+    Raises WireError (one line) when ``endpoint`` is not a usable ZeroMQ endpoint.
     """
+    try:
+        endpoint = check_endpoint(endpoint, bind=False)
+    except ValueError as exc:
+        msg = str(exc)
+        raise WireError(msg if endpoint in msg else f"{endpoint}: {msg}") from None
     saver = _Saver(save_dir) if save_dir is not None else None
     ctx = zmq.Context()
-    sock = _subscribe(ctx, endpoint, topics, newest_only)
-    deadline = None if timeout is None else time.monotonic() + timeout
-    received = 0
-    last_seq: dict[str, int] = {}
+    counts = stats if stats is not None else {}
+    counts.update(received=0, rejected=0, missed=0)
     try:
-        while count is None or received < count:
+        sock = _subscribe(ctx, endpoint, topics, newest_only)
+    except zmq.ZMQError as exc:
+        ctx.term()
+        raise WireError(f"{endpoint}: cannot connect: {exc}") from None
+    if status is not None:
+        status(f"waiting for messages on {endpoint} (topics {', '.join(topics)})")
+    deadline = None if timeout is None else time.monotonic() + timeout
+    last_seq: dict[str, int] = {}
+    unplaced = 0  # rejected messages whose seq could not be read: they explain that much of the next gap
+    try:
+        while count is None or counts["received"] < count:
             parts = _receive(sock, deadline, newest_only)
             if parts is _TIMED_OUT:
                 break
@@ -224,16 +302,26 @@ def listen(
             try:
                 topic, header, payload = decode_message(parts)
             except WireError as exc:
-                out(f"bad message: {exc}")
+                counts["rejected"] += 1
+                topic, seq = _topic_seq(parts)
+                out(f"rejected message{'' if seq is None else f' seq {seq}'}: {exc}")
+                if seq is None or topic is None:
+                    unplaced += 1
+                else:  # it arrived, so it is no gap
+                    last_seq[topic] = max(seq, last_seq.get(topic, seq))
                 continue
             seq = int(header.get("seq", -1))
             if topic in last_seq and seq > last_seq[topic] + 1:
-                out(f"{topic} gap: {seq - last_seq[topic] - 1} message(s) missed")
+                missed = seq - last_seq[topic] - 1 - unplaced
+                if missed > 0:
+                    out(f"{topic} gap: {missed} message(s) missed")
+                    counts["missed"] += missed
+            unplaced = 0
             last_seq[topic] = seq
             out(format_line(topic, header, payload))
             if saver is not None:
                 saver.save(topic, header, payload, seq)
-            received += 1
+            counts["received"] += 1
     except KeyboardInterrupt:
         pass
     finally:
@@ -241,7 +329,19 @@ def listen(
         ctx.term()
         if saver is not None:
             saver.close()
-    return received
+    if status is not None and not counts["received"] and timeout is not None:
+        status(f"no messages from {endpoint} within {timeout:g} s (is `hearflow run ... --sink zmq` publishing there?)")
+    return counts["received"]
+
+
+def _topic_seq(parts: list) -> tuple[str | None, int | None]:
+    """Topic and seq of a malformed message, where they can still be read."""
+    try:
+        topic = bytes(parts[0]).decode("utf-8")
+        seq = json.loads(bytes(parts[1]).decode("utf-8")).get("seq")
+        return topic, seq if isinstance(seq, int) and not isinstance(seq, bool) else None
+    except (IndexError, UnicodeDecodeError, ValueError, AttributeError, TypeError):
+        return None, None
 
 
 _TIMED_OUT = object()
@@ -255,7 +355,11 @@ def _subscribe(ctx, endpoint: str, topics: Iterable[str], newest_only: bool):
         sock.setsockopt(zmq.RCVHWM, 2)
     for t in topics:
         sock.setsockopt(zmq.SUBSCRIBE, t.encode())
-    sock.connect(normalize_endpoint(endpoint))
+    try:
+        sock.connect(endpoint)
+    except zmq.ZMQError:
+        sock.close(linger=0)
+        raise
     return sock
 
 
@@ -307,8 +411,13 @@ def main(argv=None) -> int:
     p.add_argument("--newest", action="store_true", help="skip to the newest message when behind")
     args = p.parse_args(argv)
     topics = (HEATMAP_TOPIC, OVERLAY_TOPIC) if args.overlay else (HEATMAP_TOPIC,)
-    n = listen(args.endpoint, count=args.count, save_dir=args.save, topics=topics, timeout=args.timeout,
-               out=lambda line: print(line, flush=True), newest_only=args.newest)
+    try:
+        n = listen(args.endpoint, count=args.count, save_dir=args.save, topics=topics, timeout=args.timeout,
+                   out=lambda line: print(line, flush=True), newest_only=args.newest,
+                   status=lambda line: print(line, file=sys.stderr, flush=True))
+    except HearflowError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     return 0 if args.count is None or n >= args.count else 1
 
 

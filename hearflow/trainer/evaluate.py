@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import json
+import zipfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -220,22 +221,85 @@ def _listen_check(be, index, scored: list[int], opts: EvalOptions) -> dict:
 
 
 # ------------------------------------------------------------------------- any method's maps
+_NPY_MAGIC = b"\x93NUMPY"
+_ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # a file, or an empty archive
+
+
 def load_maps(path) -> dict[str, np.ndarray]:
-    """Heatmaps from a folder of ``<clip id>.npy`` or one ``.npz`` keyed by clip id."""
+    """Heatmaps from a folder of ``<clip id>.npy`` or one ``.npz`` keyed by clip id.
+
+    Every map must be a non-empty 2-D (m×n) array of finite real numbers. Raises
+    HearflowError naming the first file (or ``.npz`` entry) that is not.
+    """
     path = Path(path)
     if path.is_dir():
-        maps = {p.stem: np.load(p) for p in sorted(path.glob("*.npy"))}
+        maps = {p.stem: _load_npy(p) for p in sorted(path.glob("*.npy")) if p.is_file()}
     elif path.suffix == ".npz" and path.is_file():
-        with np.load(path) as z:
-            maps = {k: z[k] for k in z.files}
+        maps = _load_npz(path)
     else:
         raise HearflowError(f"{path}: heatmaps must be a folder of <clip id>.npy or a .npz file")
     if not maps:
         raise HearflowError(f"{path}: no heatmaps found")
-    bad = [k for k, m in maps.items() if np.ndim(m) != 2]
-    if bad:
-        raise HearflowError(f"{path}: maps must be 2-D (m×n); not so for {', '.join(bad[:5])}")
+    for key, heat in maps.items():
+        problem = _map_problem(heat)
+        if problem:
+            where = path / f"{key}.npy" if path.is_dir() else f"{path} (entry {key!r})"
+            raise HearflowError(f"{where}: {problem}")
     return maps
+
+
+def _map_problem(heat: np.ndarray) -> str | None:
+    """What makes ``heat`` unusable as a heatmap, or None."""
+    if heat.ndim != 2:
+        return f"maps must be 2-D (m×n), this one has shape {heat.shape}"
+    if heat.size == 0:
+        return f"the map is empty (shape {heat.shape[0]}×{heat.shape[1]})"
+    if heat.dtype.kind not in "biuf":
+        return f"the map holds {heat.dtype} values, not numbers"
+    bad = int(np.count_nonzero(~np.isfinite(heat)))
+    if bad:
+        return f"the map holds {bad} NaN or infinite value(s) of {heat.size}"
+    return None
+
+
+def _load_npy(p: Path) -> np.ndarray:
+    """One map file; a HearflowError naming it when it is not a plain .npy array."""
+    with open(p, "rb") as f:
+        head = f.read(len(_NPY_MAGIC))
+    if head != _NPY_MAGIC:  # np.load would try it as a pickle and blame "pickled data"
+        raise HearflowError(f"{p}: not a NumPy .npy file (no .npy header; write maps with numpy.save)")
+    try:
+        return np.load(p, allow_pickle=False)
+    except ValueError as exc:
+        if "allow_pickle" in str(exc):
+            raise HearflowError(f"{p}: holds an object array (pickled Python objects); "
+                                "save each map as a numeric m×n array") from None
+        raise HearflowError(f"{p}: cannot read the .npy file ({exc})") from None
+    except (OSError, EOFError) as exc:
+        raise HearflowError(f"{p}: cannot read the .npy file ({exc or 'truncated'})") from None
+
+
+def _load_npz(path: Path) -> dict[str, np.ndarray]:
+    """All entries of a .npz; a HearflowError naming the file (and entry) on failure."""
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if head not in _ZIP_MAGIC:
+        raise HearflowError(f"{path}: not a NumPy .npz file (not a zip archive; write maps with numpy.savez)")
+    key = None
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            maps = {}
+            for key in z.files:
+                maps[key] = z[key]
+            return maps
+    except ValueError as exc:
+        where = f"{path} (entry {key!r})" if key is not None else str(path)
+        if "allow_pickle" in str(exc):
+            raise HearflowError(f"{where}: holds an object array (pickled Python objects); "
+                                "save each map as a numeric m×n array") from None
+        raise HearflowError(f"{where}: cannot read ({exc})") from None
+    except (OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise HearflowError(f"{path}: cannot read the .npz file ({exc or 'truncated'})") from None
 
 
 def load_annotations(path) -> dict[str, dict]:
@@ -261,17 +325,42 @@ def load_annotations(path) -> dict[str, dict]:
     }
 
 
-def evaluate_heatmaps(maps_path, annotations, out) -> dict:
-    """Score maps from any method against any supported annotation format."""
+def evaluate_heatmaps(maps_path, annotations, out, allow_missing: bool = False) -> dict:
+    """Score maps from any method against any supported annotation format.
+
+    Every annotated clip with a box needs a map (when the annotations record splits, as
+    a synth dataset's do, every such clip of the splits the maps cover): a missing one
+    raises HearflowError unless ``allow_missing``, since scoring a subset silently
+    changes the numbers. The summary's ``annotated``, ``annotated_without_map`` and
+    ``missing_maps`` (first ids) say how many were scored.
+    """
     maps = load_maps(maps_path)
     clips = load_annotations(annotations)
-    missing = sorted(set(maps) - set(clips))
-    unmapped = sorted(set(clips) - set(maps))
+    extra = sorted(set(maps) - set(clips))
     used = {k: m for k, m in maps.items() if k in clips}
     if not used:
         raise HearflowError(f"{maps_path}: no heatmap id matches an annotated clip in {annotations}")
+    expected = _expected_ids(clips, used)
+    missing = [k for k in expected if k not in maps]
+    if missing and not allow_missing:
+        raise HearflowError(
+            f"{maps_path}: no map for {len(missing)} of {len(expected)} annotated clips in {annotations} "
+            f"({_first(missing)}); give --allow-missing to score the others only"
+        )
     rows, summary = score_maps(used, clips)
-    summary.update(heatmaps=str(maps_path), annotations=str(annotations),
-                   maps_without_annotation=missing, annotated_without_map=len(unmapped))
+    summary.update(heatmaps=str(maps_path), annotations=str(annotations), maps_without_annotation=extra,
+                   annotated=len(expected), annotated_without_map=len(missing), missing_maps=missing[:20])
     write_outputs(Path(out), rows, summary, [], Path(maps_path).stem)
     return summary
+
+
+def _expected_ids(clips: dict[str, dict], used: dict) -> list[str]:
+    """Ids of the clips that should have a map: those with a box, in the splits of ``used``
+    when the records name their split (maps of the test split need not cover train)."""
+    splits = {clips[k].get("info", {}).get("split") for k in used} - {None}
+    return sorted(k for k, c in clips.items()
+                  if c["boxes"] and (not splits or c.get("info", {}).get("split") in splits))
+
+
+def _first(ids: list[str], n: int = 5) -> str:
+    return ", ".join(ids[:n]) + (f", ... {len(ids) - n} more" if len(ids) > n else "")

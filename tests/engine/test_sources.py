@@ -12,6 +12,7 @@ import sys
 import textwrap
 import threading
 import time
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -578,3 +579,48 @@ def test_mic_lost_is_reopened_with_backoff_and_audio_resumes():
     assert any("unavailable" in m and "PaErrorCode" in m for m in logs)  # the failed reopenings, with the cause
     # the ring's timeline follows the clock across the gap instead of splicing the two stretches
     assert abs(ctx.ring.end_time - (time.monotonic() - ctx.clock0)) < 0.2
+
+
+# --------------------------------------------------------------------------- offline video with a live mic
+def test_mic_with_offline_video_says_why_in_the_users_terms(clip):
+    """A file video runs offline by default: the message must not blame a --no-realtime nobody typed."""
+    with pytest.raises(HearflowError) as exc:
+        open_sources(str(clip), "mic", CFG, realtime=False)
+    msg = str(exc.value)
+    assert msg.startswith(f"--audio mic is a live microphone, but --video {clip} is a video file, processed "
+                          "offline by default"), msg
+    assert "--audio same" in msg and "add --realtime" in msg and "--no-realtime" not in msg and "\n" not in msg
+    # other videos run offline only when asked: then the flag is named, and what to drop
+    with pytest.raises(HearflowError) as exc:
+        open_sources("synth", "mic:1", CFG, realtime=False)
+    msg = str(exc.value)
+    assert "--audio mic:1" in msg and "--video synth is the synthetic scene" in msg and "with --no-realtime" in msg
+    assert "drop --no-realtime" in msg
+    with pytest.raises(HearflowError) as exc:
+        open_sources("gst:videotestsrc ! appsink", "mic", CFG, realtime=False)
+    msg = str(exc.value)
+    assert "a gst: pipeline" in msg and "--audio gst:<pipeline>" in msg and "--audio same" not in msg
+    with pytest.raises(HearflowError) as exc:
+        open_sources("0", "mic", CFG, realtime=False, camera_factory=lambda *a: None)
+    assert "--video 0 is a live camera" in str(exc.value) and "drop --no-realtime" in str(exc.value)
+
+
+def test_cli_mic_with_file_video_is_one_line(tmp_path, clip):
+    """`hearflow run --video FILE --audio mic` as typed (no --realtime flag at all)."""
+    import torch
+
+    from hearflow.model import ModelConfig, create_model
+    from hearflow.model.checkpoint import save_checkpoint
+
+    torch.manual_seed(0)
+    save_checkpoint(tmp_path / "ck", create_model(ModelConfig(backbone="resnet18_w16")), CFG)
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    proc = subprocess.run([sys.executable, "-m", "hearflow.cli", "run", "--model", str(tmp_path / "ck"),
+                           "--video", str(clip), "--audio", "mic", "--sink", f"jsonl:{tmp_path / 'r.jsonl'}",
+                           "--no-status", "--device", "cpu"],
+                          capture_output=True, text=True, env=env, timeout=300)
+    err = proc.stderr.strip()
+    assert proc.returncode == 2, (proc.returncode, err)
+    assert "Traceback" not in err and len(err.splitlines()) == 1, err
+    assert err.startswith("error: --audio mic is a live microphone") and str(clip) in err, err
+    assert "--no-realtime" not in err

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -17,7 +18,7 @@ import pytest
 import zmq
 
 from hearflow.engine.packets import Result
-from hearflow.engine.sinks import SinkRunner, StreamInfo
+from hearflow.engine.sinks import SinkRunner, StreamInfo, parse_sinks
 from hearflow.engine.sinks.zmq import ZmqSink
 from hearflow.engine.wire import (
     DEFAULT_ENDPOINT,
@@ -25,6 +26,7 @@ from hearflow.engine.wire import (
     HEATMAP_TOPIC,
     OVERLAY_TOPIC,
     WireError,
+    check_endpoint,
     decode_message,
     encode_message,
     is_loopback,
@@ -308,3 +310,105 @@ def test_listen_timeout_returns():
     t = time.monotonic()
     assert listen("tcp://127.0.0.1:1", count=1, timeout=0.3, out=lambda s: None) == 0
     assert time.monotonic() - t < 3
+
+
+# --------------------------------------------------------------------------- bad endpoints and messages
+def assert_one_line_error(proc: subprocess.CompletedProcess, *words) -> str:
+    """Exit 2 and a single `error: ...` line on stderr holding each of ``words``, no traceback."""
+    err = proc.stderr.strip()
+    assert proc.returncode == 2, (proc.returncode, proc.stderr)
+    assert "Traceback" not in err and len(err.splitlines()) == 1 and err.startswith("error: "), err
+    for w in words:
+        assert w in err, (w, err)
+    return err
+
+
+def run_cli(*args, timeout=60) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, env=env, cwd=ROOT, timeout=timeout)
+
+
+def test_ports_out_of_range_and_unknown_hosts_are_refused():
+    for bad in ("70000", "0", "tcp://127.0.0.1:70000", "tcp://127.0.0.1:http", "tcp://127.0.0.1", "tcp://[::1]"):
+        with pytest.raises(ValueError, match="port|HOST:PORT"):
+            normalize_endpoint(bad)
+    assert normalize_endpoint("65535") == "tcp://127.0.0.1:65535"
+    with pytest.raises(ValueError, match="cannot resolve host 'no-such-host.invalid'"):
+        check_endpoint("tcp://no-such-host.invalid:5555", bind=True)
+    with pytest.raises(ValueError, match="for binding"):
+        check_endpoint("tcp://*:5555", bind=False)
+    nic = socket.if_nameindex()[0][1]  # ZeroMQ binds to an interface by name too
+    for ok in ("tcp://*:5555", "tcp://localhost:5555", "tcp://[::1]:5555", f"tcp://{nic}:5555", "ipc:///tmp/hf"):
+        assert check_endpoint(ok, bind=True) == ok
+    with pytest.raises(HearflowError, match=r"--sink 'zmq:70000': port 70000 is out of range \(1..65535\)"):
+        parse_sinks("overlay,zmq:70000")
+    # a sink built without parse_sinks still names the host when the bind fails
+    with pytest.raises(HearflowError, match="cannot bind: no interface or resolvable host 'no-such-host.invalid'"):
+        SinkRunner(ZmqSink("tcp://no-such-host.invalid:5555")).start(StreamInfo())
+
+
+@pytest.mark.parametrize("sink, words", [
+    ("zmq:70000", ["zmq:70000", "port 70000 is out of range (1..65535)"]),
+    ("zmq:tcp://no-such-host.invalid:5555", ["cannot resolve host 'no-such-host.invalid'"]),
+])
+def test_run_rejects_bad_zmq_sink_before_loading_the_model(tmp_path, sink, words):
+    # the model does not exist: the error must be the sink's, found first
+    proc = run_cli("-m", "hearflow.cli", "run", "--model", str(tmp_path / "no-model"), "--video", "synth",
+                   "--sink", sink, "--no-status")
+    err = assert_one_line_error(proc, *words)
+    assert "no-model" not in err
+
+
+@pytest.mark.parametrize("entry", [["-m", "hearflow.cli", "listen"], ["-m", "hearflow.engine.wire"]])
+@pytest.mark.parametrize("endpoint, words", [
+    ("bogus", ["not a ZeroMQ endpoint: 'bogus'"]),
+    ("99999", ["port 99999 is out of range"]),
+    ("tcp://no-such-host.invalid:5555", ["cannot resolve host 'no-such-host.invalid'"]),
+])
+def test_listen_bad_endpoint_is_one_line(entry, endpoint, words):
+    assert_one_line_error(run_cli(*entry, endpoint, "--timeout", "5"), *words)
+
+
+def test_listen_says_it_is_waiting():
+    with socket.socket() as s:  # a port nobody publishes on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = run_cli("-m", "hearflow.cli", "listen", str(port), "--timeout", "0.5")
+    assert proc.returncode == 0, proc.stderr
+    err = proc.stderr.splitlines()
+    assert err[0] == f"waiting for messages on tcp://127.0.0.1:{port} (topics {HEATMAP_TOPIC})", err
+    assert "no messages" in err[-1] and proc.stdout.strip() == "0 messages"
+
+
+def test_listen_reports_rejected_messages_apart_from_gaps():
+    ctx = zmq.Context()
+    pub = ctx.socket(zmq.XPUB)  # XPUB: learn when the subscriber is there, so nothing is lost joining
+    port = pub.bind_to_random_port("tcp://127.0.0.1")
+    lines: list[str] = []
+    stats: dict = {}
+    box: list[int] = []
+    th = threading.Thread(target=lambda: box.append(listen(
+        f"tcp://127.0.0.1:{port}", count=4, timeout=20, out=lines.append, stats=stats)))
+    th.start()
+    try:
+        assert pub.poll(10000), "no subscription arrived"
+        pub.recv()
+
+        def good(seq):
+            return encode_message(make_result(seq))
+
+        short = good(1)
+        short[2] = short[2][:-4]  # a payload one float short: rejected, but its seq is readable
+        garbage = [HEATMAP_TOPIC.encode(), b"{not json", b"x"]  # seq unreadable: stands for seq 3
+        for parts in (good(0), short, good(2), garbage, good(4), good(7)):
+            pub.send_multipart(parts)
+        th.join(20)
+    finally:
+        pub.close(linger=0)
+        ctx.term()
+    assert box == [4]
+    assert stats == {"received": 4, "rejected": 2, "missed": 2}
+    rejected = [ln for ln in lines if ln.startswith("rejected message")]
+    gaps = [ln for ln in lines if "gap" in ln]
+    assert len(rejected) == 2 and rejected[0].startswith("rejected message seq 1: payload is"), rejected
+    assert gaps == [f"{HEATMAP_TOPIC} gap: 2 message(s) missed"], lines  # 5 and 6, not the rejected 1 and 3

@@ -1,6 +1,10 @@
 """`hearflow eval`: any method's maps against Flickr XML / VGG-SS json / a synth folder; a model run."""
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -94,3 +98,108 @@ def test_model_eval_outputs_and_listen_check(synth_dir, tmp_path):
         if c["split"] == "test"
     ])
     assert center["pointing"] == pytest.approx(expected["pointing"])
+
+
+# --------------------------------------------------------------------------- bad maps, via the CLI
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def hearflow_cli(*args, timeout=120) -> subprocess.CompletedProcess:
+    """`hearflow ARGS` in a fresh process, as a user runs it."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    return subprocess.run([sys.executable, "-m", "hearflow.cli", *map(str, args)], capture_output=True, text=True,
+                          env=env, cwd=ROOT, timeout=timeout)
+
+
+def assert_one_line_error(proc, *words):
+    """Exit 2, a single `error: ...` line on stderr that holds each of ``words``, no traceback."""
+    err = proc.stderr.strip()
+    assert proc.returncode == 2, (proc.returncode, proc.stderr)
+    assert "Traceback" not in err and len(err.splitlines()) == 1 and err.startswith("error: "), err
+    for w in words:
+        assert str(w) in err, (w, err)
+    return err
+
+
+def write_bad(path: Path, kind: str) -> None:
+    if kind == "nan":
+        m = np.zeros((7, 7), np.float32)
+        m[3, 3] = np.nan
+        np.save(path, m)
+    elif kind == "inf":
+        np.save(path, np.full((7, 7), np.inf, np.float32))
+    elif kind == "empty":
+        np.save(path, np.zeros((0, 14), np.float32))
+    elif kind == "text":
+        path.write_text("0.1 0.2 0.3\n0.4 0.5 0.6\n")
+    elif kind == "object":
+        np.save(path, np.array([[{"x": 1}, None]], dtype=object), allow_pickle=True)
+    elif kind == "strings":
+        np.save(path, np.array([["a", "b"], ["c", "d"]]))
+
+
+@pytest.mark.parametrize("kind, words", [
+    ("nan", ["NaN or infinite", "1 "]),
+    ("inf", ["NaN or infinite", "49"]),
+    ("empty", ["empty", "0×14"]),
+    ("text", ["not a NumPy .npy file"]),
+    ("object", ["object array"]),
+    ("strings", ["not numbers"]),
+])
+def test_bad_map_file_is_one_line_naming_it(tmp_path, kind, words):
+    write_vggss(tmp_path / "ann.json", [{"file": "a", "class": "x", "bbox": [[0.1, 0.1, 0.6, 0.6]]},
+                                        {"file": "b", "class": "y", "bbox": [[0.2, 0.2, 0.5, 0.5]]}])
+    (tmp_path / "maps").mkdir()
+    np.save(tmp_path / "maps" / "a.npy", perfect_map([0.1, 0.1, 0.6, 0.6]))
+    write_bad(tmp_path / "maps" / "b.npy", kind)
+    proc = hearflow_cli("eval", "--heatmaps", tmp_path / "maps", "--annotations", tmp_path / "ann.json",
+                        "--out", tmp_path / "out")
+    assert_one_line_error(proc, tmp_path / "maps" / "b.npy", *words)
+    assert not (tmp_path / "out" / "summary.json").exists()
+
+
+def test_bad_npz_entry_and_non_zip_npz_are_named(tmp_path):
+    write_vggss(tmp_path / "ann.json", [{"file": "a", "class": "x", "bbox": [[0.1, 0.1, 0.6, 0.6]]}])
+    np.savez(tmp_path / "nan.npz", a=np.full((7, 7), np.nan, np.float32))
+    with pytest.raises(HearflowError, match=r"nan\.npz \(entry 'a'\): the map holds 49 NaN"):
+        evaluate.load_maps(tmp_path / "nan.npz")
+    np.savez(tmp_path / "obj.npz", a=np.array([[None]], dtype=object))
+    with pytest.raises(HearflowError, match=r"obj\.npz \(entry 'a'\): holds an object array"):
+        evaluate.load_maps(tmp_path / "obj.npz")
+    (tmp_path / "text.npz").write_text("a,b\n1,2\n")
+    proc = hearflow_cli("eval", "--heatmaps", tmp_path / "text.npz", "--annotations", tmp_path / "ann.json",
+                        "--out", tmp_path / "out")
+    assert_one_line_error(proc, tmp_path / "text.npz", "not a zip archive")
+
+
+def test_missing_maps_are_an_error_unless_allowed(tmp_path):
+    ids = [f"clip{i}" for i in range(8)]
+    write_vggss(tmp_path / "ann.json", [{"file": k, "class": "x", "bbox": [[0.1, 0.1, 0.6, 0.6]]} for k in ids]
+                + [{"file": "negative", "class": "x", "bbox": []}])  # no box: never needs a map
+    (tmp_path / "maps").mkdir()
+    for k in ids[:2]:
+        np.save(tmp_path / "maps" / f"{k}.npy", perfect_map([0.1, 0.1, 0.6, 0.6]))
+    args = ["eval", "--heatmaps", tmp_path / "maps", "--annotations", tmp_path / "ann.json", "--out", tmp_path / "out"]
+    err = assert_one_line_error(hearflow_cli(*args), tmp_path / "maps", "no map for 6 of 8 annotated clips",
+                                "clip2, clip3, clip4, clip5, clip6, ... 1 more", "--allow-missing")
+    assert "negative" not in err
+    assert not (tmp_path / "out").exists()
+    ok = hearflow_cli(*args, "--allow-missing")
+    assert ok.returncode == 0, ok.stderr
+    assert "scored 2 of 8 annotated clips (6 without a map, e.g. clip2, clip3" in ok.stdout
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["n"] == 2 and summary["annotated"] == 8 and summary["annotated_without_map"] == 6
+    assert summary["missing_maps"] == ids[2:]
+
+
+def test_maps_of_one_split_need_not_cover_the_others(tmp_path):
+    """A synth dataset's annotations.json holds every split; test maps are checked against test only."""
+    recs = [{"file": f"{s}_{i}", "class": "x", "bbox": [[0.1, 0.1, 0.6, 0.6]], "split": s}
+            for s in ("train", "test") for i in range(3)]
+    write_vggss(tmp_path / "annotations.json", recs)
+    np.savez(tmp_path / "maps.npz", **{f"test_{i}": perfect_map([0.1, 0.1, 0.6, 0.6]) for i in range(3)})
+    s = evaluate.evaluate_heatmaps(tmp_path / "maps.npz", tmp_path, tmp_path / "out")
+    assert s["n"] == 3 and s["annotated"] == 3 and s["annotated_without_map"] == 0
+    np.savez(tmp_path / "maps2.npz", **{f"test_{i}": perfect_map([0.1, 0.1, 0.6, 0.6]) for i in range(2)})
+    with pytest.raises(HearflowError, match=r"no map for 1 of 3 annotated clips .*\(test_2\)"):
+        evaluate.evaluate_heatmaps(tmp_path / "maps2.npz", tmp_path, tmp_path / "out2")

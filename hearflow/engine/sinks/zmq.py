@@ -7,6 +7,7 @@ just misses messages (it sees a gap in ``seq``).
 
 from __future__ import annotations
 
+import errno
 import time
 
 import zmq
@@ -14,7 +15,14 @@ import zmq
 from hearflow.engine import draw
 from hearflow.engine.sinks.base import Sink, SinkOptions, StreamInfo
 from hearflow.engine.sinks.registry import register_sink
-from hearflow.engine.wire import DEFAULT_ENDPOINT, encode_jpeg, encode_message, is_loopback, normalize_endpoint
+from hearflow.engine.wire import (
+    DEFAULT_ENDPOINT,
+    check_endpoint,
+    encode_jpeg,
+    encode_message,
+    is_loopback,
+    normalize_endpoint,
+)
 from hearflow.errors import HearflowError
 
 
@@ -67,7 +75,8 @@ class ZmqSink(Sink):
 
     @classmethod
     def from_spec(cls, arg: str, options: SinkOptions) -> ZmqSink:
-        return cls(normalize_endpoint(arg or DEFAULT_ENDPOINT), frame_id=options.frame_id,
+        # port range and host resolve now, while --sink is parsed, before any model loads
+        return cls(check_endpoint(arg or DEFAULT_ENDPOINT, bind=True), frame_id=options.frame_id,
                    overlay=options.zmq_overlay, jpeg_quality=options.jpeg_quality, alpha=options.alpha)
 
     def open(self, info: StreamInfo) -> None:
@@ -82,6 +91,9 @@ class ZmqSink(Sink):
             sock.close(linger=0)
             self._ctx.term()
             self._ctx = None
+            if exc.errno == errno.ENODEV:  # libzmq's word for a host or interface it cannot find
+                host = self.endpoint.partition("://")[2].rpartition(":")[0]
+                raise HearflowError(f"{self.name}: cannot bind: no interface or resolvable host {host!r}") from None
             raise HearflowError(f"{self.name}: cannot bind: {exc}") from None
         self._sock = sock
         self.endpoint = sock.getsockopt_string(zmq.LAST_ENDPOINT) or self.endpoint

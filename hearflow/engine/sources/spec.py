@@ -122,14 +122,30 @@ def open_sources(video_spec: str, audio_spec: str, cfg: PreprocessConfig, realti
 
 
 def _check_combination(vkind: str, varg, akind: str, video_spec: str, audio_spec: str, realtime: bool) -> None:
-    """Reject pairs of specs that cannot work together, in one line."""
-    if not realtime:
-        for kind, flag in ((vkind, "video"), (akind, "audio")):
-            if kind in ("camera", "mic"):
-                raise HearflowError(
-                    f"--no-realtime processes files as fast as possible, but --{flag} "
-                    f"{video_spec if flag == 'video' else audio_spec} is a live {kind}: use --realtime"
-                )
+    """Reject pairs of specs that cannot work together, in one line.
+
+    ``realtime`` False may be the user's --no-realtime or the CLI's default for a video
+    file, so the messages state the rule rather than blame a flag.
+    """
+    if not realtime and vkind == "camera":
+        raise HearflowError(
+            f"--video {video_spec} is a live camera, which cannot be processed offline (--no-realtime "
+            "reads every frame as fast as possible): drop --no-realtime"
+        )
+    if not realtime and akind == "mic":
+        # the CLI runs a local video file offline unless --realtime; anything else only with --no-realtime
+        by_default = vkind == "file" and not is_url(str(varg))
+        what = {"gst": "a gst: pipeline", "synth": "the synthetic scene"}.get(
+            vkind, "a video file" if by_default else "a stream URL")
+        how = "by default" if by_default else "with --no-realtime"
+        instead = "--audio same (its own sound), an audio file or none" if vkind != "gst" else \
+            "--audio gst:<pipeline>, an audio file or none"
+        pace = "add --realtime to play it at its own pace" if by_default else "drop --no-realtime to pace it"
+        raise HearflowError(
+            f"--audio {audio_spec} is a live microphone, but --video {video_spec} is {what}, processed offline "
+            f"{how} (every frame, as fast as it decodes), so live sound cannot be lined up with its frames: "
+            f"use {instead}, or {pace} alongside the microphone"
+        )
     if akind == "same" and vkind not in ("file", "synth"):
         where = f"camera {varg}" if vkind == "camera" else "a gst: pipeline"
         raise HearflowError(

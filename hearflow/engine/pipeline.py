@@ -330,7 +330,17 @@ class Engine:
         summary = self.summary(self.runners, interrupted)
         if interrupted:
             summary["interrupted"] = True
+        for damage in summary["damaged_media"]:  # one line each: the run went on past it
+            self.log(f"warning: {damage['note']}")
         return summary
+
+    def _damage(self) -> list[dict]:
+        """What the file sources could not decode (skipped packets, a truncated file)."""
+        sources = [self.video] + ([self.audio] if self.audio is not None and self.audio is not self.video else [])
+        return [{"source": r.path, "video_frames_lost": r.video_frames_lost,
+                 "audio_seconds_lost": round(r.audio_seconds_lost, 3), "truncated": r.truncated,
+                 "decoded_end": r.decoded_end, "note": r.describe()}
+                for source in sources for r in source.damage()]
 
     def _supervise(self, video_thread: threading.Thread) -> None:
         """Until inference ends: notice the end of the video source, refresh the status line."""
@@ -392,5 +402,6 @@ class Engine:
             "audio_embeddings": c.audio_embeddings,
             "warming_up_frames": c.warming_up,
             "sinks": {r.sink.name: {"written": r.written, "dropped": r.dropped, "failed": r.failed} for r in runners},
+            "damaged_media": self._damage(),
             "error": None if self.error is None else str(self.error),
         }

@@ -17,6 +17,8 @@ import time
 
 import numpy as np
 
+from hearflow.media.decode.damage import DamageReport
+
 from hearflow.engine.capture import CaptureContext
 
 LIVE_RATE = 22050
@@ -49,6 +51,10 @@ class Source(abc.ABC):
         """The whole audio track (wave, rate) when it exists before the run (offline
         files): the engine then takes centred windows from it. None otherwise."""
         return None
+
+    def damage(self) -> list[DamageReport]:
+        """What decoding skipped so far (damaged or truncated files); empty for live sources."""
+        return []
 
     def __enter__(self):
         return self
@@ -92,6 +98,8 @@ class WholeTrack:
 
     def __init__(self, path: str):
         self.path = path
+        self.report = DamageReport(path)
+        """What decoding the track skipped (filled by the first get)."""
         self._wave: tuple[np.ndarray, int] | None = None
         self._lock = threading.Lock()
 
@@ -101,7 +109,7 @@ class WholeTrack:
             if self._wave is None:
                 from hearflow.media.decode import read_audio
 
-                self._wave = read_audio(self.path, rate)
+                self._wave = read_audio(self.path, rate, report=self.report)
             return self._wave
 
 

@@ -16,6 +16,7 @@ import numpy as np
 from hearflow.engine.capture import CaptureContext, FrameBuilder
 from hearflow.engine.sources.base import AudioSource, VideoSource, WholeTrack, pace
 from hearflow.errors import MediaNotFound, NoAudioStream, NoVideoStream
+from hearflow.media.decode.damage import DamageReport
 from hearflow.media.preprocess import PreprocessConfig
 
 AUDIO_PIECE = 0.05
@@ -64,6 +65,7 @@ class FileSource(VideoSource):
         self.size = (0, 0)
         self.rate: int | None = None
         self._track = WholeTrack(self.path)
+        self._report = DamageReport(self.path)
 
     def open(self) -> None:
         from hearflow.media.decode import probe
@@ -91,12 +93,20 @@ class FileSource(VideoSource):
             return None
         return self._track.get(self.rate)
 
+    def damage(self) -> list[DamageReport]:
+        # the stream pass decodes the audio too, so the whole-track pass can only repeat it
+        return [next(r for r in (self._report, self._track.report) if r.damaged)] if self._damaged() else []
+
+    def _damaged(self) -> bool:
+        return self._report.damaged or self._track.report.damaged
+
     def run(self, ctx: CaptureContext) -> None:
         from hearflow.media.decode import AudioBlock, iter_media
 
         builder = FrameBuilder(self.cfg)
         rate = self.rate
-        for item in iter_media(self.path, rate, video=True, audio=self.with_audio):
+        # damage is skipped as ffmpeg does; what was lost goes into the run's summary
+        for item in iter_media(self.path, rate, video=True, audio=self.with_audio, report=self._report):
             t = item.t
             if ctx.stop.is_set() or ctx.past_duration(t):
                 return
@@ -124,6 +134,7 @@ class AudioFileSource(AudioSource):
         self.name = self.path
         self.rate: int | None = None
         self._track = WholeTrack(self.path)
+        self._report = DamageReport(self.path)
 
     def open(self) -> None:
         from hearflow.media.decode import probe
@@ -141,12 +152,19 @@ class AudioFileSource(AudioSource):
             return None
         return self._track.get(self.rate)
 
+    def damage(self) -> list[DamageReport]:
+        # the stream pass decodes the audio too, so the whole-track pass can only repeat it
+        return [next(r for r in (self._report, self._track.report) if r.damaged)] if self._damaged() else []
+
+    def _damaged(self) -> bool:
+        return self._report.damaged or self._track.report.damaged
+
     def run(self, ctx: CaptureContext) -> None:
         from hearflow.media.decode import iter_media
 
         rate = self.rate
         piece = max(1, int(AUDIO_PIECE * rate))
-        for block in iter_media(self.path, rate, video=False, audio=True):
+        for block in iter_media(self.path, rate, video=False, audio=True, report=self._report):
             for start in range(0, len(block.samples), piece):
                 t = block.t + start / rate
                 if ctx.stop.is_set() or ctx.past_duration(t):

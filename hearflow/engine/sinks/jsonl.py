@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from hearflow.engine.packets import Result, finite
-from hearflow.engine.sinks.base import Sink, SinkOptions, StreamInfo
+from hearflow.engine.sinks.base import Sink, SinkOptions, StreamInfo, check_writable
 from hearflow.engine.sinks.registry import register_sink
 from hearflow.errors import HearflowError
 
@@ -41,6 +41,9 @@ class JsonlSink(Sink):
 
     def spec_key(self) -> str:
         return str(self.path.resolve())
+
+    def check(self) -> None:
+        check_writable(self.path, self.name)
 
     def open(self, info: StreamInfo) -> None:
         try:

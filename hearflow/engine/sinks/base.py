@@ -297,8 +297,7 @@ class SinkRunner:
             self._results.clear()
             self._audio.clear()
             self._cond.notify_all()  # release a lossless producer waiting for room
-        detail = str(exc) if isinstance(exc, HearflowError) else f"{type(exc).__name__}: {exc}"
-        self.log(f"{self.sink.name} failed: {detail} (sink disabled; the others go on)")
+        self.log(f"{self.sink.name} failed: {self._describe(exc)} (sink disabled; the others go on)")
         self._safe_close()
 
     def _safe_close(self) -> None:
@@ -308,7 +307,7 @@ class SinkRunner:
         try:
             self.sink.close()
         except Exception as exc:
-            detail = str(exc) if isinstance(exc, HearflowError) else f"{type(exc).__name__}: {exc}"
+            detail = self._describe(exc)
             with self._cond:
                 first = not self.failed
                 self.failed = True
@@ -318,12 +317,16 @@ class SinkRunner:
             else:
                 self.log(f"{self.sink.name}: closing after the failure: {detail}")
 
+    def _describe(self, exc: BaseException) -> str:
+        """The error without the sink's name (every line it goes into starts with that)."""
+        if not isinstance(exc, HearflowError):
+            return f"{type(exc).__name__}: {exc}"
+        return str(exc).removeprefix(f"{self.sink.name}: ")
+
     def report(self) -> dict:
         """The sink's line of the run summary."""
-        error = self.error
-        detail = None if error is None else (str(error) if isinstance(error, HearflowError)
-                                             else f"{type(error).__name__}: {error}")
-        return {"written": self.written, "dropped": self.dropped, "failed": self.failed, "error": detail}
+        error = None if self.error is None else self._describe(self.error)
+        return {"written": self.written, "dropped": self.dropped, "failed": self.failed, "error": error}
 
 
 def check_writable(path, name: str) -> None:

@@ -3,6 +3,7 @@ recorded crash-safe (a Matroska file while running, the requested container at t
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from fractions import Fraction
@@ -152,7 +153,8 @@ class VideoSink(Sink):
 
             img = img[:h, :w] if img.shape[1] - w in (0, 1) and img.shape[0] - h in (0, 1) else \
                 cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)
-        self._writer.write_frame(img, t=max(0.0, result.t_media - self._t0))
+        with self._recording():
+            self._writer.write_frame(img, t=max(0.0, result.t_media - self._t0))
 
     def write_audio(self, chunk: AudioChunk) -> None:
         if self._info.audio_rate is None:
@@ -174,14 +176,24 @@ class VideoSink(Sink):
         start = int(round((chunk.t_media - self._t0) * rate))
         gap = start - self._next_sample
         tol = int(self.SYNC_TOLERANCE * rate)
-        if gap > tol:  # blocks went missing: silence keeps what follows in sync
-            self._writer.write_audio(np.zeros(gap, np.float32))
-            self._next_sample += gap
-        elif gap < -tol or start < 0:  # overlap (or before the origin): cut what is already written
-            x = x[self._next_sample - start:]
-        if x.size:
-            self._writer.write_audio(x)
-            self._next_sample += x.size
+        with self._recording():
+            if gap > tol:  # blocks went missing: silence keeps what follows in sync
+                self._writer.write_audio(np.zeros(gap, np.float32))
+                self._next_sample += gap
+            elif gap < -tol or start < 0:  # overlap (or before the origin): cut what is already written
+                x = x[self._next_sample - start:]
+            if x.size:
+                self._writer.write_audio(x)
+                self._next_sample += x.size
+
+    @contextlib.contextmanager
+    def _recording(self):
+        """An I/O error while recording says where what was recorded is."""
+        try:
+            yield
+        except OSError as exc:
+            raise HearflowError(f"{self.name}: writing {self.partial} failed ({_why(exc)}); "
+                                "what reached the disk plays from there") from None
 
     def close(self) -> None:
         """Finish the recording and move it to PATH; raise HearflowError (one line) when
@@ -207,7 +219,8 @@ class VideoSink(Sink):
                 return
             remux(self.partial, self.path)
         except OSError as exc:
-            self.path.unlink(missing_ok=True)  # a half-written mp4 does not play: leave none
+            if self.path.is_file():  # a half-written mp4 does not play: leave none
+                self.path.unlink()
             raise HearflowError(f"{self.name}: could not write {self.path} ({_why(exc)}); "
                                 f"the recording is kept in {self.partial}") from None
         self.partial.unlink()

@@ -21,10 +21,10 @@ EXIT_STATUS = ("exit status: 0 done; 1 a runtime failure; 2 bad usage or input (
 
 RUN_EXIT_STATUS = (
     "exit status: 0 everything requested was delivered (also when stopped by SIGTERM: a requested stop); "
-    "1 a runtime failure (a source or the inference failed); 2 bad usage or input, reported before the model "
-    "loads; 3 a sink lost output (a write or the final file failed, e.g. a full disk: its error is in the "
-    "summary); 130 stopped by Ctrl-C/SIGINT, after every file was finished. The summary's stopped_by says "
-    "which signal stopped the run. When several apply: 1, then 3, then 130."
+    "1 a runtime failure (a source or the inference failed); 2 bad usage or input, reported before the "
+    "model loads where it can be; 3 a sink lost output (a write or the final file failed, e.g. a full "
+    "disk: its error is in the summary); 130 stopped by Ctrl-C/SIGINT, after every file was finished. "
+    "The summary's stopped_by says which signal stopped the run. When several apply: 1, then 3, then 130."
 )
 
 
@@ -270,7 +270,7 @@ def _run(p):
                    "export); onnxruntime-fp32/-int8 pick the graphs' precision")
     p.add_argument("--realtime", action=argparse.BooleanOptionalAction, default=None,
                    help="pace files like a live source (default: on for cameras/mics/URLs, off for files)")
-    p.add_argument("--duration", type=float, default=None, help="stop after this many seconds of input")
+    p.add_argument("--duration", type=float, default=None, help="stop after this many seconds of input (> 0)")
     p.add_argument("--summary", default=None, help="also write the JSON summary to this file")
     p.add_argument("--zmq-overlay", action="store_true", help="also publish JPEG overlays on topic hearflow.overlay")
     p.add_argument("--frame-id", default="camera", help="frame_id in ZeroMQ headers (default camera)")

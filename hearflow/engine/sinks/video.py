@@ -102,7 +102,6 @@ class VideoSink(Sink):
         check_writable(self.path, self.name)
 
     def open(self, info: StreamInfo) -> None:
-        self._info = info
         try:  # fail now on a bad path, not at the first frame
             self.path.parent.mkdir(parents=True, exist_ok=True)
             if self.path.is_dir():
@@ -116,6 +115,7 @@ class VideoSink(Sink):
                 pass
         except OSError as exc:
             raise HearflowError(f"{self.name}: cannot write {self.path}: {exc.strerror or exc}") from None
+        self._info = info  # opened: close() now owns the partial file
         info.log(f"{self.name}: recording to {self.partial} while running (a crash leaves a playable .mkv there); "
                  f"{self.path} is written at the end")
 

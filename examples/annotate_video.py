@@ -8,9 +8,10 @@ Same as `hearflow run --model M --video IN --audio same --sink video:OUT,jsonl:O
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
-from hearflow.engine.run import RunOptions, run_engine
+from hearflow.engine.run import RunOptions, exit_code, run_engine
 
 
 def main():
@@ -24,8 +25,10 @@ def main():
     log = out.with_suffix(".jsonl")
     summary = run_engine(RunOptions(args.model, args.video, audio="same", sink=f"video:{out},jsonl:{log}",
                                     realtime=False, status=False))
-    if summary["error"]:
-        raise SystemExit(f"error: {summary['error']}")
+    lost = [f"{name}: {sink['error']}" for name, sink in summary["sinks"].items() if sink["failed"]]
+    if summary["error"] or lost:
+        print(f"error: {summary['error'] or '; '.join(lost)}", file=sys.stderr)
+        raise SystemExit(exit_code(summary))  # 1 the run failed, 3 an output was lost
     print(f"{summary['processed']} frames → {out} and {log}")
 
     # the loudest-looking moments: frames where the model is most sure something sounds

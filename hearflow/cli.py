@@ -2,7 +2,8 @@
 
 Each subcommand's work lives in a library module; this file only parses arguments,
 calls it and turns expected failures (:class:`~hearflow.errors.HearflowError`) into a
-one-line ``error: ...`` message with exit status 2 instead of a traceback.
+one-line ``error: ...`` message with exit status 2 instead of a traceback. The exit
+codes (hearflow.errors.EXIT_*) are listed in every command's --help.
 """
 
 from __future__ import annotations
@@ -11,16 +12,27 @@ import argparse
 import sys
 
 from hearflow import __version__
-from hearflow.errors import HearflowError
+from hearflow.errors import EXIT_SIGINT, EXIT_USAGE, HearflowError
 
 COMMANDS = {}
 
+EXIT_STATUS = ("exit status: 0 done; 1 a runtime failure; 2 bad usage or input (one 'error:' line); "
+               "130 interrupted by Ctrl-C.")
 
-def command(name: str, help: str, description: str | None = None):
+RUN_EXIT_STATUS = (
+    "exit status: 0 everything requested was delivered (also when stopped by SIGTERM: a requested stop); "
+    "1 a runtime failure (a source or the inference failed); 2 bad usage or input, reported before the "
+    "model loads where it can be; 3 a sink lost output (a write or the final file failed, e.g. a full "
+    "disk: its error is in the summary); 130 stopped by Ctrl-C/SIGINT, after every file was finished. "
+    "The summary's stopped_by says which signal stopped the run. When several apply: 1, then 3, then 130."
+)
+
+
+def command(name: str, help: str, description: str | None = None, exit_status: str = EXIT_STATUS):
     """Register ``fn(parser)`` as the argument builder of subcommand ``name``."""
 
     def register(build):
-        COMMANDS[name] = (help, description or help, build)
+        COMMANDS[name] = (help, description or help, exit_status, build)
         return build
 
     return register
@@ -250,6 +262,7 @@ def _import(p):
     "processes every frame of a file as fast as possible. Prints a status line while running and a "
     "JSON summary at the end. Example: hearflow run --model checkpoints/synth_tiny --video 0 "
     "--audio mic --sink overlay,zmq:tcp://127.0.0.1:5555",
+    exit_status=RUN_EXIT_STATUS,
 )
 def _run(p):
     from hearflow.engine.sinks import SINK_HELP
@@ -266,7 +279,7 @@ def _run(p):
                    "export); onnxruntime-fp32/-int8 pick the graphs' precision")
     p.add_argument("--realtime", action=argparse.BooleanOptionalAction, default=None,
                    help="pace files like a live source (default: on for cameras/mics/URLs, off for files)")
-    p.add_argument("--duration", type=float, default=None, help="stop after this many seconds of input")
+    p.add_argument("--duration", type=float, default=None, help="stop after this many seconds of input (> 0)")
     p.add_argument("--summary", default=None, help="also write the JSON summary to this file")
     p.add_argument("--zmq-overlay", action="store_true", help="also publish JPEG overlays on topic hearflow.overlay")
     p.add_argument("--frame-id", default="camera", help="frame_id in ZeroMQ headers (default camera)")
@@ -281,7 +294,7 @@ def _run(p):
 
         from hearflow import config
         from hearflow.engine.pipeline import EngineConfig
-        from hearflow.engine.run import RunOptions, run_engine
+        from hearflow.engine.run import RunOptions, exit_code, run_engine
         from hearflow.engine.sources import parse_video_spec
 
         cfg = config.apply_overrides(EngineConfig(), args.overrides)
@@ -295,8 +308,9 @@ def _run(p):
             frame_id=args.frame_id, threads=args.threads, device=args.device, status=not args.no_status,
         ))
         print(json.dumps(summary, indent=2))
-        if summary.get("error"):
-            raise SystemExit(1)
+        code = exit_code(summary)
+        if code:
+            raise SystemExit(code)
 
     return run
 
@@ -458,8 +472,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"hearflow {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, (help, description, build) in COMMANDS.items():
-        p = sub.add_parser(name, help=help, description=description)
+    for name, (help, description, exit_status, build) in COMMANDS.items():
+        p = sub.add_parser(name, help=help, description=description, epilog=exit_status)
         p.set_defaults(_run=build(p))
     return parser
 
@@ -475,15 +489,19 @@ def main(argv=None) -> int:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if not getattr(args, "_run", None):
         parser.print_help()
-        return 1
+        return EXIT_USAGE
     try:
         args._run(args)
     except HearflowError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
+        return EXIT_USAGE
+    except KeyboardInterrupt as exc:
+        # hearflow run stopped while loading: SIGTERM is a requested stop, Ctrl-C an interruption
+        if getattr(exc, "signal_name", None) == "SIGTERM":
+            print("stopped by SIGTERM before the run started", file=sys.stderr)
+            return 0
         print("interrupted", file=sys.stderr)
-        return 130
+        return EXIT_SIGINT
     return 0
 
 

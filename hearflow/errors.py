@@ -2,8 +2,21 @@
 
 Every expected condition (a bad file, a bad config key, a missing optional package)
 raises a subclass of :class:`HearflowError` whose message is one line saying what is
-wrong and, where possible, what to do. The CLI prints that line without a traceback.
+wrong and, where possible, what to do. The CLI prints that line without a traceback and
+exits with :data:`EXIT_USAGE`; the other exit codes of the ``hearflow`` command are here too.
 """
+
+# What the ``hearflow`` command exits with (a launch script can branch on them).
+EXIT_OK = 0
+"""Everything requested was delivered (also: ``hearflow run`` stopped by SIGTERM)."""
+EXIT_FAILURE = 1
+"""A runtime failure (a source or the inference failed, an unexpected error)."""
+EXIT_USAGE = 2
+"""Bad usage or input (an option, a file, a model folder): nothing was run."""
+EXIT_OUTPUT_LOST = 3
+"""A sink failed while writing or finishing its output (a full disk): output was lost."""
+EXIT_SIGINT = 130
+"""Stopped by Ctrl-C / SIGINT (after the outputs were finished), as shells report it."""
 
 
 class HearflowError(Exception):

@@ -401,7 +401,7 @@ class Engine:
                            "capture_to_published_p50": ms(p50), "capture_to_published_p99": ms(p99)},
             "audio_embeddings": c.audio_embeddings,
             "warming_up_frames": c.warming_up,
-            "sinks": {r.sink.name: {"written": r.written, "dropped": r.dropped, "failed": r.failed} for r in runners},
+            "sinks": {r.sink.name: r.report() for r in runners},
             "damaged_media": self._damage(),
             "error": None if self.error is None else str(self.error),
         }

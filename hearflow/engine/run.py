@@ -1,9 +1,17 @@
-"""``hearflow run``: glue from command-line strings (:class:`RunOptions`) to a running :class:`Engine`."""
+"""``hearflow run``: glue from command-line strings (:class:`RunOptions`) to a running :class:`Engine`.
+
+:func:`run_engine` checks every input before the model loads (:func:`check_inputs`: a
+bad ``--video`` path fails in milliseconds, not after 20 s of loading), turns SIGINT and
+SIGTERM into a clean stop that finishes every output (:class:`StopSignals`), and returns
+the summary; :func:`exit_code` says what it means to a launch script.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import json
+import math
+import signal
 import sys
 import threading
 import time
@@ -12,6 +20,7 @@ from pathlib import Path
 
 from hearflow.engine.log import LOCK, stderr_log
 from hearflow.engine.pipeline import Engine, EngineConfig
+from hearflow.errors import EXIT_FAILURE, EXIT_OK, EXIT_OUTPUT_LOST, EXIT_SIGINT, HearflowError
 
 
 class StatusLine:
@@ -51,27 +60,71 @@ class StatusLine:
             self.stream.flush()
 
 
-def _stop_on_signals():
-    """Ctrl-C and SIGTERM (service managers, robots' launch files) both stop the engine
-    cleanly. SIGINT is re-armed too: a process started in the background by a shell
-    inherits it ignored. Returns a function restoring the previous handlers."""
-    import signal
+class StopRequested(KeyboardInterrupt):
+    """A stop signal arrived before there was anything to finish (model loading)."""
 
-    if threading.current_thread() is not threading.main_thread():
-        return lambda: None
+    def __init__(self, signal_name: str):
+        super().__init__(signal_name)
+        self.signal_name = signal_name
 
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt
 
-    old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, interrupt)
+class StopSignals:
+    """While active (``with StopSignals() as s``), SIGINT and SIGTERM stop the run cleanly.
 
-    def restore():
-        for s, h in old.items():
+    The first signal is remembered (:attr:`received`, e.g. "SIGTERM") and sets the event
+    given to :meth:`attach` (the engine's stop), so every thread ends and every sink
+    finishes its file. Before an event is attached, or at a second signal, it raises
+    :class:`StopRequested` (a KeyboardInterrupt) in the main thread instead: nothing to
+    finish yet, or the user insists. SIGINT is re-armed too: a process started in the
+    background by a shell inherits it ignored. Outside the main thread it does nothing.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self):
+        self.received: str | None = None
+        self._event: threading.Event | None = None
+        self._old: dict = {}
+
+    def attach(self, event: threading.Event) -> None:
+        """Set ``event`` on the first signal (at once if one already came)."""
+        self._event = event
+        if self.received is not None:
+            event.set()
+
+    def _handle(self, signum, frame) -> None:
+        first = self.received is None
+        if first:
+            self.received = signal.Signals(signum).name
+        if first and self._event is not None:
+            # set from a thread: the main thread may hold the event's lock right now
+            threading.Thread(target=self._event.set, name="stop-signal", daemon=True).start()
+            return
+        raise StopRequested(self.received if first else signal.Signals(signum).name)
+
+    def __enter__(self) -> StopSignals:
+        if threading.current_thread() is threading.main_thread():
+            self._old = {s: signal.getsignal(s) for s in self.SIGNALS}
+            for s in self.SIGNALS:
+                signal.signal(s, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for s, h in self._old.items():
             signal.signal(s, h)
 
-    return restore
+
+def exit_code(summary: dict) -> int:
+    """The ``hearflow run`` exit status for a summary: 1 when the run failed (a source or
+    the inference), else 3 when a sink lost output, else 130 when stopped by SIGINT,
+    else 0 (also for a SIGTERM stop: it was asked for)."""
+    if summary.get("error"):
+        return EXIT_FAILURE
+    if any(s.get("failed") for s in summary.get("sinks", {}).values()):
+        return EXIT_OUTPUT_LOST
+    if summary.get("stopped_by") == "SIGINT":
+        return EXIT_SIGINT
+    return EXIT_OK
 
 
 @dataclass
@@ -108,36 +161,62 @@ class RunOptions:
     """Show the status line on stderr."""
 
 
-def run_engine(options: RunOptions) -> dict:
-    """Load the model, open sources and sinks, run until the end, return the summary."""
-    from hearflow.runtime.backends import load_backend
+def check_inputs(options: RunOptions) -> list:
+    """Everything about the run that can be checked without the model, in milliseconds:
+    --duration and --threads, that the model folder exists, the --video/--audio specs and
+    their files, the sinks (their kinds, output folders, a display). Returns the sinks;
+    raises HearflowError (one line)."""
     from hearflow.engine.sinks import parse_sinks
-    from hearflow.engine.sources import open_sources
+    from hearflow.engine.sources import check_specs
 
+    o = options
+    if o.duration is not None and not (math.isfinite(o.duration) and o.duration > 0):
+        raise HearflowError(f"--duration must be a positive number of seconds, not {o.duration:g}")
+    if o.threads < 0:
+        raise HearflowError(f"--threads must be 0 (automatic) or more, not {o.threads}")
+    if not Path(o.model).exists():  # the same line load_backend gives, without importing torch first
+        raise HearflowError(f"{o.model}: model not found (give a checkpoint folder or an export folder)")
+    sinks = parse_sinks(o.sink, zmq_overlay=o.zmq_overlay, frame_id=o.frame_id)
+    check_specs(o.video, o.audio, o.realtime)
+    for sink in sinks:
+        sink.check()
+    return sinks
+
+
+def run_engine(options: RunOptions) -> dict:
+    """Check the inputs, load the model, open sources and sinks, run until the end or a
+    stop signal, return the summary (``stopped_by``: "SIGINT", "SIGTERM" or None)."""
     o = options
     line = StatusLine() if o.status else None
     log = line.log if line else stderr_log
-    sinks = parse_sinks(o.sink, zmq_overlay=o.zmq_overlay, frame_id=o.frame_id)  # bad --sink fails before loading
+    sinks = check_inputs(o)  # before importing torch: bad input fails in well under a second
+    from hearflow.engine.sources import open_sources
+    from hearflow.runtime.backends import load_backend
+
     threads = o.threads or _default_threads()
-    be = load_backend(o.model, o.backend, device=o.device, threads=threads)
-    pre = be.preprocess
-    if o.realtime and pre.audio_window == "centered" and o.audio != "none":
-        log(f"note: {o.model} was trained with audio windows centred on the frame; live input only has the past,"
-            " so the engine uses the trailing window")
-    video_src, audio_src = open_sources(o.video, o.audio, pre, o.realtime)
-    restore = _stop_on_signals()
     try:
-        with contextlib.ExitStack() as sources:
-            for src in {id(s): s for s in (video_src, audio_src) if s is not None}.values():
-                sources.enter_context(src)  # closed when the run ends, however it ends
-            engine = Engine(be, video_src, audio_src, sinks, o.engine, realtime=o.realtime, duration=o.duration,
-                            log=log, status=line)
-            summary = engine.run()
+        with StopSignals() as signals:
+            log(f"loading {o.model} ...")
+            be = load_backend(o.model, o.backend, device=o.device, threads=threads)
+            pre = be.preprocess
+            if o.realtime and pre.audio_window == "centered" and o.audio != "none":
+                log(f"note: {o.model} was trained with audio windows centred on the frame; live input only has "
+                    "the past, so the engine uses the trailing window")
+            video_src, audio_src = open_sources(o.video, o.audio, pre, o.realtime)
+            with contextlib.ExitStack() as sources:
+                for src in {id(s): s for s in (video_src, audio_src) if s is not None}.values():
+                    sources.enter_context(src)  # closed when the run ends, however it ends
+                engine = Engine(be, video_src, audio_src, sinks, o.engine, realtime=o.realtime,
+                                duration=o.duration, log=log, status=line)
+                signals.attach(engine.stop)
+                summary = engine.run()
     finally:
-        restore()
         if line:
             line.end()
-    summary.update(video=o.video, audio=o.audio, sinks=summary["sinks"], threads=threads)
+    if signals.received:
+        summary["interrupted"] = True
+    summary.update(video=o.video, audio=o.audio, sinks=summary["sinks"], threads=threads,
+                   stopped_by=signals.received)
     if o.summary_path:
         path = Path(o.summary_path)
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -13,8 +13,6 @@ from functools import lru_cache
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
-from scipy import fft as sp_fft
-from scipy.signal import get_window
 
 from hearflow.media.preprocess import PreprocessConfig
 
@@ -23,6 +21,9 @@ from hearflow.media.preprocess import PreprocessConfig
 def _window(nperseg: int) -> tuple[np.ndarray, float]:
     """scipy.signal.spectrogram's default window (periodic Tukey, alpha 0.25) as
     float32, and the sum of its squares (for the density scaling) in float64."""
+    # scipy on first use: importing it takes longer than `hearflow run`'s checks of bad input
+    from scipy.signal import get_window
+
     win = get_window(("tukey", 0.25), nperseg)
     power = float(np.dot(win, win))
     win = win.astype(np.float32)
@@ -55,6 +56,8 @@ def log_spectrogram(wave: np.ndarray, rate: int, cfg: PreprocessConfig) -> np.nd
     segs = sliding_window_view(x, nperseg, axis=-1)[..., :: nperseg - noverlap, :]
     d = segs - segs.mean(axis=-1, keepdims=True)  # detrend='constant'
     d *= win
+    from scipy import fft as sp_fft  # see _window; after the first call a dictionary lookup
+
     spec = sp_fft.rfft(d, axis=-1)
     power = spec.real**2
     power += spec.imag**2

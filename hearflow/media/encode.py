@@ -3,7 +3,8 @@
 :class:`AVWriter` is a streaming writer: video frames and audio blocks are pushed as
 they come and interleaved by the muxer; :meth:`AVWriter.close` flushes the encoders so
 the file plays even when the producer stops early (Ctrl-C). :func:`write_clip` writes a
-whole clip held in memory.
+whole clip held in memory. :func:`remux` copies a file's video packets into another
+container and re-encodes its audio (the engine's crash-safe Matroska recording → mp4).
 """
 
 from __future__ import annotations
@@ -23,6 +24,9 @@ DEFAULT_CODECS = {
     ".avi": ("mpeg4", "pcm_s16le"),
 }
 
+_LAYOUTS = {1: "mono", 2: "stereo", 6: "5.1"}
+"""Channel count → the layout name encoders expect."""
+
 
 class AVWriter:
     """Stream video frames (RGB uint8) and audio blocks (float32) into one file.
@@ -39,6 +43,8 @@ class AVWriter:
     video_time_base: time unit of the video timestamps; None = 1/fps (constant frame
         rate). Give a fine one (e.g. Fraction(1, 90000)) when frames are written with
         explicit times that are not on the 1/fps grid (variable frame rate).
+    container_options: muxer and format options (e.g. Matroska's cluster_time_limit,
+        flush_packets).
     """
 
     def __init__(
@@ -54,11 +60,13 @@ class AVWriter:
         audio_bit_rate: int | None = None,
         threads: int = 1,
         video_time_base: Fraction | None = None,
+        container_options: dict | None = None,
     ):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         default_v, default_a = DEFAULT_CODECS.get(self.path.suffix.lower(), ("libx264", "aac"))
-        self.container = av.open(str(self.path), "w")
+        self.container = av.open(str(self.path), "w",
+                                 container_options={k: str(v) for k, v in (container_options or {}).items()})
         self.video = None
         self.audio = None
         self._vframes = 0
@@ -81,7 +89,7 @@ class AVWriter:
         if sample_rate is not None:
             codec = audio_codec or default_a
             self.audio = self.container.add_stream(codec, rate=int(sample_rate))
-            self.audio.layout = {1: "mono", 2: "stereo", 6: "5.1"}.get(channels, f"{channels}c")
+            self.audio.layout = _LAYOUTS.get(channels, f"{channels}c")
             if audio_bit_rate:
                 self.audio.bit_rate = audio_bit_rate
             self._audio_format = self.audio.format.name
@@ -150,6 +158,45 @@ class AVWriter:
             self.close()
         except av.FFmpegError:
             pass
+
+
+def remux(src, dst, audio_codec: str = "aac", audio_bit_rate: int | None = None) -> Path:
+    """Copy the first video stream of ``src`` into ``dst`` packet by packet (no re-encode)
+    and encode its first audio stream with ``audio_codec``.
+
+    The audio is re-timed by sample count from its first sample, so PCM whose container
+    rounds timestamps (Matroska: 1 ms) comes out sample-exact. Raises av.FFmpegError
+    (an OSError for I/O problems) when ``dst`` cannot be written.
+    """
+    dst = Path(dst)
+    with av.open(str(src)) as inp, av.open(str(dst), "w") as out:
+        vin = inp.streams.video[0] if inp.streams.video else None
+        ain = inp.streams.audio[0] if inp.streams.audio else None
+        vout = out.add_stream_from_template(vin) if vin is not None else None
+        aout = None
+        if ain is not None:
+            aout = out.add_stream(audio_codec, rate=ain.rate)
+            # Matroska PCM comes back as "N channels" (no order), which AAC refuses
+            aout.layout = _LAYOUTS.get(ain.layout.nb_channels, ain.layout.name)
+            if audio_bit_rate:
+                aout.bit_rate = audio_bit_rate
+        next_sample = None
+        for packet in inp.demux(*[s for s in (vin, ain) if s is not None]):
+            if packet.dts is None and packet.pts is None:
+                continue  # the demuxer's end-of-stream marker
+            if packet.stream is vin:
+                packet.stream = vout
+                out.mux(packet)
+                continue
+            for frame in packet.decode():
+                if next_sample is None:
+                    next_sample = round((frame.time or 0.0) * ain.rate)
+                frame.pts, frame.time_base = next_sample, Fraction(1, ain.rate)
+                next_sample += frame.samples
+                out.mux(aout.encode(frame))
+        if aout is not None:
+            out.mux(aout.encode(None))
+    return dst
 
 
 def write_clip(

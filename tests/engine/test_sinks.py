@@ -411,3 +411,41 @@ def test_parse_sinks_errors(spec, match):
     with pytest.raises(HearflowError, match=match) as e:
         parse_sinks(spec)
     assert "\n" not in str(e.value)
+
+
+def test_video_sink_to_mkv_keeps_the_recording_as_is(tmp_path):
+    path = tmp_path / "out.mkv"
+    write_video(path, tone(1.0), range(25))
+    assert not (tmp_path / "out.mkv.partial.mkv").exists()
+    with av.open(str(path)) as c:
+        assert c.streams.audio[0].codec_context.name == "pcm_s16le"  # renamed, not re-encoded
+    times, pcm, _ = decode(path)
+    assert len(times) == 25 and abs(len(pcm) / SR - 1.0) < 1e-3
+
+
+def test_video_sink_that_cannot_finish_fails_and_keeps_the_recording(tmp_path):
+    path = tmp_path / "out.mp4"
+    lines = []
+    runner = SinkRunner(VideoSink(path), lossless=True, log=lines.append)
+    runner.start(StreamInfo(fps=FPS, frame_size=(W, H), audio_rate=SR))
+    for k in range(10):
+        runner.put_result(make_result(k, rgb=True))
+    path.mkdir()  # something in the way of the final file: the remux cannot write it
+    runner.stop()
+    assert runner.failed and runner.report()["failed"]
+    assert "could not write" in runner.report()["error"] and "kept in" in runner.report()["error"]
+    assert any("failed while closing" in line for line in lines)
+    with av.open(str(tmp_path / "out.mp4.partial.mkv")) as c:
+        assert sum(1 for _ in c.decode(video=0)) == 10
+
+
+def test_video_sink_never_overwrites_a_crashed_recording(tmp_path):
+    path = tmp_path / "out.mp4"
+    (tmp_path / "out.mp4.partial.mkv").write_bytes(b"an earlier run's recording")
+    lines = []
+    runner = SinkRunner(VideoSink(path), lossless=True)
+    runner.start(StreamInfo(fps=FPS, frame_size=(W, H), audio_rate=SR, log=lines.append))
+    runner.stop()
+    kept = list(tmp_path.glob("out.mp4.crashed-*.mkv"))
+    assert len(kept) == 1 and kept[0].read_bytes() == b"an earlier run's recording"
+    assert any(str(kept[0]) in line for line in lines)

@@ -8,17 +8,20 @@
 
 A sink is only ever called from its runner's thread (open, write, close), so sinks hold
 thread-bound resources safely: a ZeroMQ socket, an OpenCV window, an encoder. The first
-exception a sink raises is logged once, the sink is closed and disabled, and the engine
-and the other sinks go on.
+exception a sink raises while writing or closing is logged, the sink is closed, disabled
+and marked failed (``runner.failed``, ``runner.error``: its output is incomplete), and
+the engine and the other sinks go on.
 """
 
 from __future__ import annotations
 
 import collections
 import itertools
+import os
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 from hearflow.engine.log import stderr_log
@@ -75,6 +78,10 @@ class Sink:
     wants_audio: bool = False
     """Gets the AudioChunks through write_audio (only the video sink)."""
 
+    def check(self) -> None:
+        """Cheap checks made before the model loads (an output folder, a display); raise
+        HearflowError with one line. Must not create or change anything."""
+
     def open(self, info: StreamInfo) -> None:
         """Acquire resources; raise HearflowError with one line when that is impossible."""
 
@@ -85,7 +92,8 @@ class Sink:
         """Handle one audio block (called in order, interleaved with write by arrival)."""
 
     def close(self) -> None:
-        """Flush and release; must be idempotent and work after a failed write."""
+        """Flush, finalise and release; must be idempotent and work after a failed write.
+        Raise when the output could not be finished (the runner marks the sink failed)."""
 
     @classmethod
     def from_spec(cls, arg: str, options: SinkOptions) -> Sink:
@@ -141,7 +149,7 @@ class SinkRunner:
         self.dropped_audio = 0
         """Audio blocks dropped from the full queue (realtime mode)."""
         self.failed = False
-        """The sink raised and was disabled."""
+        """The sink raised (writing or closing): it was disabled and its output is incomplete."""
         self.error: BaseException | None = None
         """What it raised."""
         self.last_publish_t: float | None = None
@@ -289,8 +297,7 @@ class SinkRunner:
             self._results.clear()
             self._audio.clear()
             self._cond.notify_all()  # release a lossless producer waiting for room
-        detail = str(exc) if isinstance(exc, HearflowError) else f"{type(exc).__name__}: {exc}"
-        self.log(f"{self.sink.name} failed: {detail} (sink disabled; the others go on)")
+        self.log(f"{self.sink.name} failed: {self._describe(exc)} (sink disabled; the others go on)")
         self._safe_close()
 
     def _safe_close(self) -> None:
@@ -300,7 +307,41 @@ class SinkRunner:
         try:
             self.sink.close()
         except Exception as exc:
-            self.log(f"{self.sink.name}: error while closing: {type(exc).__name__}: {exc}")
+            detail = self._describe(exc)
+            with self._cond:
+                first = not self.failed
+                self.failed = True
+                self.error = self.error or exc
+            if first:
+                self.log(f"{self.sink.name} failed while closing: {detail}")
+            else:
+                self.log(f"{self.sink.name}: closing after the failure: {detail}")
+
+    def _describe(self, exc: BaseException) -> str:
+        """The error without the sink's name (every line it goes into starts with that)."""
+        if not isinstance(exc, HearflowError):
+            return f"{type(exc).__name__}: {exc}"
+        return str(exc).removeprefix(f"{self.sink.name}: ")
+
+    def report(self) -> dict:
+        """The sink's line of the run summary."""
+        error = None if self.error is None else self._describe(self.error)
+        return {"written": self.written, "dropped": self.dropped, "failed": self.failed, "error": error}
 
 
-__all__ = ["Sink", "SinkOptions", "SinkRunner", "StreamInfo"]
+def check_writable(path, name: str) -> None:
+    """Raise HearflowError unless a file can be created at ``path``: nothing in the way is
+    a file, and the nearest existing folder is writable (parents are created at open)."""
+    path = Path(path)
+    if path.is_dir():
+        raise HearflowError(f"{name}: cannot write {path}: is a directory")
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise HearflowError(f"{name}: cannot write {path}: {parent} is not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise HearflowError(f"{name}: cannot write {path}: no permission to write in {parent}")
+
+
+__all__ = ["Sink", "SinkOptions", "SinkRunner", "StreamInfo", "check_writable"]

@@ -9,14 +9,15 @@ from pathlib import Path
 import numpy as np
 
 from hearflow.engine.packets import Result, finite
-from hearflow.engine.sinks.base import Sink, SinkOptions, StreamInfo
+from hearflow.engine.sinks.base import Sink, SinkOptions, StreamInfo, check_writable
 from hearflow.engine.sinks.registry import register_sink
 from hearflow.errors import HearflowError
 
 
 @register_sink("jsonl", "jsonl:FILE")
 class JsonlSink(Sink):
-    """One JSON object per line per result, flushed per line (a killed run leaves valid lines).
+    """One JSON object per line per result, written per line (a killed run leaves valid lines;
+    a line that does not fit on the disk is taken back, so a full disk leaves whole lines).
 
     path: output file (parent folders are created; an existing file is replaced).
     map_decimals: the map is written as nested lists rounded to this many decimals.
@@ -42,10 +43,13 @@ class JsonlSink(Sink):
     def spec_key(self) -> str:
         return str(self.path.resolve())
 
+    def check(self) -> None:
+        check_writable(self.path, self.name)
+
     def open(self, info: StreamInfo) -> None:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._f = open(self.path, "w", encoding="utf-8")
+            self._f = open(self.path, "wb", buffering=0)  # unbuffered: each line reaches the OS whole
         except OSError as exc:
             raise HearflowError(f"{self.name}: cannot write {self.path}: {exc.strerror or exc}") from None
 
@@ -69,8 +73,15 @@ class JsonlSink(Sink):
             "frame_size": [int(result.frame_size[0]), int(result.frame_size[1])],
             "map": m.tolist() if np.isfinite(m).all() else [[finite(v) for v in row] for row in m],
         }
-        self._f.write(json.dumps(record, allow_nan=False) + "\n")
-        self._f.flush()
+        line = (json.dumps(record, allow_nan=False) + "\n").encode()
+        end = self._f.tell()
+        try:
+            written = 0
+            while written < len(line):  # a raw write may take part of the line
+                written += self._f.write(line[written:])
+        except OSError as exc:
+            self._f.truncate(end)  # no half line: readers parse every line that is there
+            raise HearflowError(f"{self.name}: writing {self.path} failed ({exc.strerror or exc})") from None
 
     def close(self) -> None:
         if self._f is not None:

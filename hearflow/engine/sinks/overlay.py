@@ -63,6 +63,7 @@ class OverlaySink(Sink):
         self._info: StreamInfo | None = None
         self._last_t: float | None = None
         self._fps: float | None = None
+        self._display_checked = False
         self.shown = 0
 
     @classmethod
@@ -71,8 +72,13 @@ class OverlaySink(Sink):
             raise ValueError("the overlay sink takes no argument")
         return cls(alpha=options.alpha)
 
-    def open(self, info: StreamInfo) -> None:
+    def check(self) -> None:
         check_display()
+        self._display_checked = True
+
+    def open(self, info: StreamInfo) -> None:
+        if not self._display_checked:  # the probe costs a process start: once is enough
+            check_display()
         import cv2
 
         self._info = info

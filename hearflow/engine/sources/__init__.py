@@ -11,7 +11,7 @@ from hearflow.engine.sources.camera import CameraSource
 from hearflow.engine.sources.file import AUDIO_PIECE, URL_SCHEMES, AudioFileSource, FileSource
 from hearflow.engine.sources.gstreamer import GstAudioSource, GstVideoSource, import_gst
 from hearflow.engine.sources.microphone import MicSource, import_sounddevice
-from hearflow.engine.sources.spec import open_sources, parse_audio_spec, parse_video_spec
+from hearflow.engine.sources.spec import check_specs, open_sources, parse_audio_spec, parse_video_spec
 from hearflow.engine.sources.synthetic import SynthVideoSource
 
 __all__ = [
@@ -31,6 +31,7 @@ __all__ = [
     "Source",
     "SynthVideoSource",
     "VideoSource",
+    "check_specs",
     "import_gst",
     "import_sounddevice",
     "open_sources",

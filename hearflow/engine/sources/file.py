@@ -8,6 +8,7 @@ and the whole audio track is available as ``full_audio`` for centred windows.
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -36,7 +37,7 @@ def is_url(spec: str) -> bool:
 
 
 def check_file(path: str, what: str) -> None:
-    """A clear one-line error for a missing local file (URLs are checked by opening them)."""
+    """A clear one-line error for a missing or unreadable local file (URLs are checked by opening them)."""
     if is_url(path):
         return
     p = Path(path)
@@ -44,6 +45,8 @@ def check_file(path: str, what: str) -> None:
         raise MediaNotFound(path, f"no such file (--{what}: {VIDEO_HELP if what == 'video' else AUDIO_HELP})")
     if p.is_dir():
         raise MediaNotFound(path, "is a directory, not a media file")
+    if not os.access(p, os.R_OK):
+        raise MediaNotFound(path, "cannot be read (permission denied)")
 
 
 class FileSource(VideoSource):

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from hearflow.engine.sources.base import AudioSource, Source, VideoSource
 from hearflow.engine.sources.camera import CameraSource
-from hearflow.engine.sources.file import AUDIO_HELP, VIDEO_HELP, AudioFileSource, FileSource, is_url
+from hearflow.engine.sources.file import AUDIO_HELP, VIDEO_HELP, AudioFileSource, FileSource, check_file, is_url
 from hearflow.engine.sources.gstreamer import GstAudioSource, GstVideoSource
 from hearflow.engine.sources.microphone import MicSource
 from hearflow.engine.sources.synthetic import SynthVideoSource
@@ -94,6 +94,17 @@ def _synth_seed(spec: str) -> int:
         return int(arg)
     except ValueError:
         raise HearflowError(f"--video {spec}: expected synth or synth:<integer seed>") from None
+
+
+def check_specs(video_spec: str, audio_spec: str, realtime: bool = True) -> None:
+    """What open_sources checks that needs no model: the specs, their combination, and that
+    named files exist and are readable. Fast, so bad input fails before the model loads."""
+    vkind, varg = parse_video_spec(video_spec)
+    akind, aarg = parse_audio_spec(audio_spec)
+    _check_combination(vkind, varg, akind, video_spec, audio_spec, realtime)
+    for kind, arg, what in ((vkind, varg, "video"), (akind, aarg, "audio")):
+        if kind == "file":
+            check_file(arg, what)
 
 
 # --------------------------------------------------------------------------- opening
@@ -192,4 +203,4 @@ def _open_all(sources: list[Source]) -> None:
         raise
 
 
-__all__ = ["open_sources", "parse_audio_spec", "parse_video_spec"]
+__all__ = ["check_specs", "open_sources", "parse_audio_spec", "parse_video_spec"]

@@ -21,7 +21,7 @@ import pytest
 
 from hearflow.media.synth import SynthConfig, scene_from_config
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 MODEL = ROOT / "checkpoints" / "synth_tiny"
 ENV = dict(os.environ, PYTHONPATH=str(ROOT))
 

@@ -614,7 +614,7 @@ def test_cli_mic_with_file_video_is_one_line(tmp_path, clip):
 
     torch.manual_seed(0)
     save_checkpoint(tmp_path / "ck", create_model(ModelConfig(backbone="resnet18_w16")), CFG)
-    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]))
     proc = subprocess.run([sys.executable, "-m", "hearflow.cli", "run", "--model", str(tmp_path / "ck"),
                            "--video", str(clip), "--audio", "mic", "--sink", f"jsonl:{tmp_path / 'r.jsonl'}",
                            "--no-status", "--device", "cpu"],

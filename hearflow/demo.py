@@ -51,6 +51,10 @@ def main(argv=None) -> int:
         print(f"\nwrote {OUT / 'demo.mp4'} (heatmap overlay + audio) and {OUT / 'demo.jsonl'} (one line per frame)")
         print("live: .venv/bin/hearflow run --model checkpoints/synth_tiny --video 0 --audio mic "
               "--sink overlay,zmq:tcp://127.0.0.1:5555")
+        print("live without a desktop: .venv/bin/hearflow run --model checkpoints/synth_tiny --video synth "
+              "--audio synth --sink zmq,http")
+        print("  then open http://127.0.0.1:8080/ (the page; /stream.mjpg is the MJPEG overlay); "
+              "--sink foxglove serves ws://127.0.0.1:8765 to Foxglove")
     return rc
 
 

@@ -1,5 +1,6 @@
 """Where results go: the sink contract and runner (``base``), the ``--sink`` kinds
-(``registry``) and one module per sink: ``overlay``, ``video``, ``zmq``, ``jsonl``.
+(``registry``) and one module per sink: ``overlay``, ``video``, ``zmq``, ``jsonl``,
+``http`` (the live page), ``foxglove``.
 
 Importing this package registers every sink kind; the names other code uses are
 re-exported here.
@@ -14,6 +15,8 @@ from hearflow.engine.sinks.overlay import NO_DISPLAY, OverlaySink, check_display
 from hearflow.engine.sinks.video import VIDEO_SUFFIXES, VideoSink
 from hearflow.engine.sinks.zmq import ZmqSink
 from hearflow.engine.sinks.jsonl import JsonlSink
+from hearflow.engine.sinks.http import HttpSink
+from hearflow.engine.sinks.foxglove import FoxgloveSink
 # isort: on
 
 SINK_HELP = sink_help()
@@ -24,6 +27,8 @@ __all__ = [
     "SINK_HELP",
     "SINK_KINDS",
     "VIDEO_SUFFIXES",
+    "FoxgloveSink",
+    "HttpSink",
     "JsonlSink",
     "OverlaySink",
     "Sink",

@@ -107,6 +107,13 @@ def _probe(p):
 
 
 # --------------------------------------------------------------------------- prepare
+def _layout_option(p, default: str | None = "auto", extra: str = "") -> None:
+    p.add_argument("--layout", choices=["auto", "videos", "flickr"], default=default,
+                   help="how the dataset folder is read: videos (videos/ + annotations.json), flickr (frames/ + "
+                        "audio/ + Annotations/: still frames, no flow) or auto = videos whenever there are any"
+                        + extra)
+
+
 @command(
     "prepare",
     "turn a folder of videos into a training cache (frames, flow, audio windows)",
@@ -115,7 +122,9 @@ def _probe(p):
     "mappable arrays. Runs in several processes with a progress bar, skips and reports bad files "
     "(report.json), and resumes after an interruption. SOURCE: a folder of videos (optionally with "
     "annotations.json / vggss.json and splits/*.txt; what `hearflow synth` writes) or the "
-    "Flickr-SoundNet layout (frames/, audio/, Annotations/).",
+    "Flickr-SoundNet layout (frames/, audio/, Annotations/). A folder holding both is read as videos "
+    "unless --layout flickr; the first line says which layout was used, the clips per split, how many "
+    "have boxes and whether flow is available.",
 )
 def _prepare(p):
     p.add_argument("source", help="dataset folder")
@@ -123,6 +132,7 @@ def _prepare(p):
     p.add_argument("--preprocess", default="default",
                    help="preset name (default, htf_compat, ezvsl_compat) or a YAML file of PreprocessConfig fields")
     p.add_argument("--annotations", default=None, help="VGG-SS style json to use instead of SOURCE/annotations.json")
+    _layout_option(p)
     p.add_argument("--workers", type=int, default=None, help="processes (default: CPU count)")
     p.add_argument("overrides", nargs="*", help="PreprocessConfig overrides, e.g. flow=farneback image_size=160")
 
@@ -135,7 +145,8 @@ def _prepare(p):
             cfg = config.apply_overrides(PreprocessConfig.PRESETS[args.preprocess](), args.overrides)
         else:
             cfg = config.load(PreprocessConfig, args.preprocess, args.overrides)
-        print(format_report(prepare(args.source, args.out, cfg, args.workers, args.annotations)))
+        print(format_report(prepare(args.source, args.out, cfg, args.workers, args.annotations,
+                                    layout=args.layout, announce=True)))
 
     return run
 
@@ -152,6 +163,7 @@ def _prepare(p):
 def _train(p):
     p.add_argument("config", help="experiment YAML (see configs/)")
     p.add_argument("overrides", nargs="*", help=_overrides_help())
+    _layout_option(p, None, " (default: data.layout of CONFIG, auto)")
     p.add_argument("--resume", action="store_true", help="continue the run in train.out from its last checkpoint")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (logs only)")
 
@@ -160,7 +172,8 @@ def _train(p):
         from hearflow.trainer.experiment import ExperimentConfig
         from hearflow.trainer.train import train
 
-        cfg = config.load(ExperimentConfig, args.config, args.overrides)
+        overrides = list(args.overrides) + ([f"data.layout={args.layout}"] if args.layout else [])
+        cfg = config.load(ExperimentConfig, args.config, overrides)
         out = train(cfg, resume=args.resume, progress=not args.no_progress)
         print(f"done: checkpoints in {out}/best and {out}/last")
 
@@ -194,6 +207,7 @@ def _eval(p):
                    help="with --heatmaps: score the clips that have a map when some annotated clips have none "
                         "(default: an error)")
     p.add_argument("--workers", type=int, default=None, help="processes for preparing the data")
+    _layout_option(p)
 
     def run(args):
         from hearflow.trainer import evaluate
@@ -219,7 +233,7 @@ def _eval(p):
                 raise HearflowError("give MODEL and DATA, or --baseline with DATA, or --heatmaps with --annotations")
             options = evaluate.EvalOptions(
                 backend=args.backend, split=args.split, batch_size=args.batch_size, save_maps=args.save_maps,
-                listen=not args.no_listen, baseline=args.baseline, workers=args.workers,
+                listen=not args.no_listen, baseline=args.baseline, workers=args.workers, layout=args.layout,
             )
             summary = evaluate.evaluate_model(model, data, args.out, options)
             title = args.baseline or model

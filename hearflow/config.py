@@ -190,7 +190,16 @@ def _parse_override_value(tp, raw: str):
     origin = get_origin(tp)
     if tp is str or (origin is Literal and all(isinstance(a, str) for a in get_args(tp))):
         return raw
-    return yaml.safe_load(raw) if raw != "" else ""
+    if raw == "":
+        return ""
+    try:
+        return yaml.safe_load(raw)
+    except yaml.YAMLError as exc:
+        raise _BadOverride(_yaml_problem(exc, single_line=True)) from None
+
+
+class _BadOverride(Exception):
+    """An override value that is not YAML; carries (line:column, problem)."""
 
 
 def apply_overrides(obj: T, overrides: list[str] | tuple[str, ...], source: str = "command line") -> T:
@@ -214,7 +223,12 @@ def apply_overrides(obj: T, overrides: list[str] | tuple[str, ...], source: str 
                     f"{source}: unknown key '{dotted}' (known keys under '{where}': {', '.join(fields)})"
                 )
             if i == len(parts) - 1:
-                node[part] = _parse_override_value(fields[part], raw)
+                try:
+                    node[part] = _parse_override_value(fields[part], raw)
+                except _BadOverride as exc:
+                    where, problem = exc.args[0]
+                    where = f" ({where} of the value)" if where else ""
+                    raise ConfigError(f"{source}: override {item!r} is not valid YAML{where}: {problem}") from None
             else:
                 cls = fields[part]
                 # a preset string may stand where a section is expected
@@ -222,6 +236,51 @@ def apply_overrides(obj: T, overrides: list[str] | tuple[str, ...], source: str 
                     node[part] = to_dict(node[part]) if dataclasses.is_dataclass(node[part]) else node[part]
                 node = node[part]
     return from_dict(type(obj), data, source)
+
+
+def _yaml_problem(exc: yaml.YAMLError, single_line: bool = False) -> tuple[str, str]:
+    """(place, what is wrong) of a PyYAML error: place is "line:column", 1-based as editors
+    count, or "column N" for ``single_line`` text; "" when PyYAML gives no position.
+
+    A scanner error noticed after the token it is in (an unclosed quote is noticed at the
+    end of the file) is placed where that token began, since that is the line to fix.
+    """
+    def place(mark) -> str:
+        return f"column {mark.column + 1}" if single_line else f"{mark.line + 1}:{mark.column + 1}"
+
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    if mark is None:
+        return "", problem
+    context, cmark = getattr(exc, "context", None), getattr(exc, "context_mark", None)
+    if (isinstance(exc, yaml.scanner.ScannerError) and context and cmark is not None
+            and (cmark.line, cmark.column) != (mark.line, mark.column)):
+        return place(cmark), f"{problem} {context} (noticed at {place(mark)})"
+    return place(mark), problem
+
+
+def _read_yaml(path: Path):
+    """The YAML document in ``path``; ConfigError ``path:line:column: problem`` when it is not YAML."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the config file ({exc.strerror or exc})") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        column = len(raw[raw.rfind(b"\n", 0, exc.start) + 1:exc.start].decode("utf-8", "replace")) + 1
+        raise ConfigError(f"{path}:{line}:{column}: not UTF-8 text "
+                          f"(byte 0x{raw[exc.start]:02x} cannot be decoded; save the file as UTF-8)") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.reader.ReaderError as exc:  # a control character: PyYAML gives only its offset
+        line = text.count("\n", 0, exc.position) + 1
+        column = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
+        raise ConfigError(f"{path}:{line}:{column}: character U+{exc.character:04X} is not allowed in YAML") from None
+    except yaml.YAMLError as exc:
+        where, problem = _yaml_problem(exc)
+        raise ConfigError(f"{path}:{where}: {problem}" if where else f"{path}: not valid YAML ({problem})") from None
 
 
 def load(cls: type[T], path: str | Path | None = None, overrides=()) -> T:
@@ -232,11 +291,7 @@ def load(cls: type[T], path: str | Path | None = None, overrides=()) -> T:
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"{path}: config file not found")
-        try:
-            data = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
-        obj = from_dict(cls, data, source=str(path))
+        obj = from_dict(cls, _read_yaml(path), source=str(path))
     if overrides:
         obj = apply_overrides(obj, list(overrides))
     return obj

@@ -1,6 +1,10 @@
 """Config loading: YAML + dotted overrides, errors that name the key and the file."""
 
+import os
+import subprocess
+import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 import pytest
@@ -81,8 +85,20 @@ def test_override_errors():
 def test_missing_and_invalid_yaml(tmp_path):
     with pytest.raises(ConfigError, match="config file not found"):
         config.load(Outer, tmp_path / "none.yaml")
-    with pytest.raises(ConfigError, match="not valid YAML"):
+    with pytest.raises(ConfigError, match=r"c\.yaml:2:1: expected the node content"):
         config.load(Outer, write(tmp_path, "a: [1,\n"))
+    with pytest.raises(ConfigError, match=r"c\.yaml:2:5: character U\+0007 is not allowed"):
+        config.load(Outer, write(tmp_path, "epochs: 3\nrate\a: 1\n"))
+    p = tmp_path / "latin1.yaml"
+    p.write_bytes("epochs: 3\ninner:\n  name: caf\u00e9\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match=r"latin1\.yaml:3:12: not UTF-8 text \(byte 0xe9"):
+        config.load(Outer, p)
+
+
+def test_override_that_is_not_yaml_names_the_override_and_column():
+    with pytest.raises(ConfigError, match=r"override 'inner\.steps=\[1, 2' is not valid YAML "
+                                          r"\(column 6 of the value\): expected"):
+        config.load(Outer, None, ["inner.steps=[1, 2"])
 
 
 def test_post_init_validation_is_reported(tmp_path):
@@ -110,3 +126,37 @@ def test_preprocess_derived_sizes():
     assert p.window_samples(22050) == 66150
     assert (p.spectrogram_bins, p.spectrogram_frames(22050)) == (257, 276)
     assert p.fingerprint() == PreprocessConfig().fingerprint() != htf_compat().fingerprint()
+
+
+# --------------------------------------------------------------------------- through the CLI
+BROKEN = {
+    # name: (text, line:column as an editor shows it, PyYAML's problem)
+    "indent": ("data:\n  path: data/x\n cache: y\n", "3:2", "expected <block end>, but found '<block mapping start>'"),
+    "tab": ("train:\n\tepochs: 2\n", "2:1", "found character '\\t' that cannot start any token"),
+    "quote": ('train:\n  out: "runs/x\n  epochs: 2\n', "2:8",
+              "found unexpected end of stream while scanning a quoted scalar (noticed at 4:1)"),
+    "colon": ("train:\n  out: runs: x\n", "2:12", "mapping values are not allowed here"),
+}
+
+
+def hearflow_cli(*args, cwd):
+    """`hearflow ARGS` in a fresh process running this checkout, from ``cwd``."""
+    root = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, PYTHONPATH=str(root))
+    return subprocess.run([sys.executable, "-m", "hearflow.cli", *map(str, args)], capture_output=True,
+                          text=True, env=env, cwd=cwd, timeout=120)
+
+
+@pytest.mark.parametrize("name, command", [(n, "train") for n in sorted(BROKEN)]
+                         + [("tab", "synth"), ("quote", "prepare")])
+def test_cli_yaml_syntax_error_is_one_line_with_line_and_column(tmp_path, name, command):
+    text, where, problem = BROKEN[name]
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "configs" / f"{name}.yaml").write_text(text)
+    rel = f"configs/{name}.yaml"  # named as the user typed it
+    args = {"train": ["train", rel], "synth": ["synth", "out", "--config", rel],
+            "prepare": ["prepare", "data", "out", "--preprocess", rel]}[command]
+    proc = hearflow_cli(*args, cwd=tmp_path)
+    assert proc.returncode == 2, (proc.returncode, proc.stderr)
+    assert proc.stderr.strip() == f"error: {rel}:{where}: {problem}"
+    assert not (tmp_path / "out").exists()  # failed before doing anything

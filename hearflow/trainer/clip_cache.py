@@ -17,11 +17,17 @@ listed in report.json and skipped), and resumes after an interruption: clips alr
 done.jsonl are not redone.
 
 Source layouts:
-- a folder of videos (``videos/*.mp4`` or videos directly inside) with an optional
-  VGG-SS style ``annotations.json`` / ``vggss.json`` (what ``hearflow synth`` writes;
-  VGGSound clips) and optional ``splits/<split>.txt``;
-- the Flickr-SoundNet test layout: ``frames/<id>.jpg`` + ``audio/<id>.wav|mp3`` +
-  ``Annotations/<id>.xml`` (one still frame, so the flow is zeros there).
+- ``videos``: a folder of videos (``videos/*.mp4`` or videos directly inside) with an
+  optional VGG-SS style ``annotations.json`` / ``vggss.json`` (what ``hearflow synth``
+  writes; VGGSound clips) and optional ``splits/<split>.txt``;
+- ``flickr``: the Flickr-SoundNet test layout: ``frames/<id>.jpg`` + ``audio/<id>.wav|mp3``
+  + ``Annotations/<id>.xml`` (one still frame, so the flow is zeros there).
+
+A folder may hold both (an export often puts the annotated frame and audio beside each
+clip). ``auto`` then takes the videos, the richer of the two (flow, boxes for every
+annotated clip), and says what it ignored; ``--layout`` / ``data.layout`` chooses. The
+layout is part of a cache's identity: the default cache folder is named by it and an
+existing cache made from the other layout is refused, never reused.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ import multiprocessing as mp
 import os
 import signal
 import time
+import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -45,6 +52,8 @@ VIDEO_EXTS = (".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v")
 AUDIO_EXTS = (".wav", ".mp3", ".flac", ".ogg", ".m4a", ".aac")
 IMAGE_EXTS = (".jpg", ".jpeg", ".png")
 MAX_NATIVE_RATE = 48000  # audio windows at native rate are stored up to this rate
+LAYOUTS = ("auto", "videos", "flickr")
+"""What ``--layout`` / ``data.layout`` accept; ``auto`` prefers videos when both are present."""
 CACHE_FORMAT = "hearflow-cache/2"
 """Bumped whenever what a cache holds for a given PreprocessConfig changes (old caches are refused)."""
 
@@ -82,15 +91,101 @@ def _read_splits(folder: Path) -> dict[str, str]:
     return splits
 
 
-def discover(source, annotations=None) -> tuple[str, list[Clip]]:
-    """Find the clips of a dataset folder. Returns (layout name, clips sorted by id)."""
+@dataclass
+class Found:
+    """The clips of a dataset folder (or a prepared cache) and how its layout was chosen."""
+
+    source: Path
+    layout: str
+    """'videos' or 'flickr'."""
+    clips: list[Clip]
+    why: str
+    """What the layout was made of and what else was there and left out, for the summary line."""
+
+
+def _video_folder(source: Path) -> Path | None:
+    """``videos/`` or the folder itself, whichever holds video files; None if neither does."""
+    for folder in (source / "videos", source):
+        if folder.is_dir() and any(p.suffix.lower() in VIDEO_EXTS for p in folder.iterdir()):
+            return folder
+    return None
+
+
+def _has_flickr(source: Path) -> bool:
+    return (source / "frames").is_dir() and (source / "audio").is_dir()
+
+
+def find_clips(source, annotations=None, layout: str = "auto") -> Found:
+    """Find the clips of a dataset folder in ``layout`` ('auto', 'videos' or 'flickr')."""
     source = Path(source)
+    if layout not in LAYOUTS:
+        raise PrepareError(f"layout {layout!r} is not one of {', '.join(LAYOUTS)}")
     if not source.is_dir():
         raise PrepareError(f"{source}: dataset folder not found")
     splits = _read_splits(source)
-    if (source / "frames").is_dir() and (source / "audio").is_dir():
-        return "flickr", _discover_flickr(source, splits)
-    return "videos", _discover_videos(source, splits, annotations)
+    videos, flickr = _video_folder(source), _has_flickr(source)
+    if _choose(layout, videos is not None, flickr) == "flickr":
+        if not flickr:
+            raise PrepareError(f"{source}: layout flickr needs frames/ and audio/ folders "
+                               f"(frames/ {'found' if (source / 'frames').is_dir() else 'missing'}, "
+                               f"audio/ {'found' if (source / 'audio').is_dir() else 'missing'})")
+        why = "frames/ + audio/" + (" + Annotations/" if (source / "Annotations").is_dir() else ", no Annotations/")
+        if videos is not None:
+            why += f"; {_name(source, videos)} also present, ignored"
+        return Found(source, "flickr", _discover_flickr(source, splits), why)
+    if annotations is None:
+        annotations = next((source / n for n in ("annotations.json", "vggss.json") if (source / n).is_file()), None)
+    clips = _discover_videos(source, splits, annotations)
+    why = _name(source, videos) + (f" + {_name(source, Path(annotations))}" if annotations is not None else "")
+    if flickr:
+        why += "; frames/ + audio/ also present, ignored" + (" — use --layout flickr for them" if layout == "auto" else "")
+    return Found(source, "videos", clips, why)
+
+
+def _choose(layout: str, videos: bool, flickr: bool) -> str:
+    """The layout used: as asked, or for 'auto' videos whenever there are any (they give
+    flow and every annotated clip's boxes), else the Flickr still frames when present."""
+    if layout != "auto":
+        return layout
+    return "flickr" if flickr and not videos else "videos"
+
+
+def resolve_layout(source, layout: str = "auto") -> str:
+    """The layout ``source`` (a dataset folder or a prepared cache) is read in; 'auto' is
+    returned unchanged when the folder is not there (the error comes when it is read)."""
+    source = Path(source)
+    if layout not in LAYOUTS:
+        raise PrepareError(f"layout {layout!r} is not one of {', '.join(LAYOUTS)}")
+    if is_cache(source):
+        stored = json.loads((source / "cache.json").read_text()).get("layout", "videos")
+        _check_layout(source, stored, layout)
+        return stored
+    if not source.is_dir():
+        return layout
+    return _choose(layout, _video_folder(source) is not None, _has_flickr(source))
+
+
+def _check_layout(cache: Path, stored: str, layout: str) -> None:
+    if layout not in ("auto", stored):
+        raise PrepareError(f"{cache}: this cache was prepared from the {stored} layout, not {layout}; "
+                           "point to the dataset folder so it is prepared in that layout")
+
+
+def _name(source: Path, path: Path | None) -> str:
+    """How the summary names a part of the dataset: relative to it where it lies inside."""
+    if path is None or path == source:
+        return "videos in the folder"
+    try:
+        rel = path.relative_to(source)
+    except ValueError:
+        return str(path)
+    return f"{rel}/" if path.is_dir() else str(rel)
+
+
+def discover(source, annotations=None, layout: str = "auto") -> tuple[str, list[Clip]]:
+    """Find the clips of a dataset folder. Returns (layout name, clips sorted by id)."""
+    found = find_clips(source, annotations, layout)
+    return found.layout, found.clips
 
 
 def _discover_flickr(source: Path, splits: dict) -> list[Clip]:
@@ -109,15 +204,11 @@ def _discover_flickr(source: Path, splits: dict) -> list[Clip]:
 
 
 def _discover_videos(source: Path, splits: dict, annotations) -> list[Clip]:
-    folder = source / "videos" if (source / "videos").is_dir() else source
+    folder = _video_folder(source)
+    if folder is None:
+        look = source / "videos" if (source / "videos").is_dir() else source
+        raise PrepareError(f"{source}: no videos found (looked for {', '.join(VIDEO_EXTS)} in {look})")
     videos = {p.stem: p for p in sorted(folder.iterdir()) if p.suffix.lower() in VIDEO_EXTS}
-    if not videos:
-        raise PrepareError(f"{source}: no videos found (looked for {', '.join(VIDEO_EXTS)} in {folder})")
-    if annotations is None:
-        for name in ("annotations.json", "vggss.json"):
-            if (source / name).is_file():
-                annotations = source / name
-                break
     records = {}
     if annotations is not None:
         for rec in read_vggss(annotations):
@@ -205,19 +296,24 @@ def prepare(
     workers: int | None = None,
     annotations=None,
     progress: bool = True,
+    layout: str = "auto",
+    announce: bool = False,
 ) -> dict:
-    """Prepare (or finish preparing) the cache of ``source`` in ``out``; returns the report."""
-    out = Path(out)
-    # 1. the clips, and the cache folder they go to (an existing one must match them and cfg)
-    layout, clips = discover(source, annotations)
-    meta = {
-        "format": CACHE_FORMAT,
-        "source": str(Path(source).resolve()),
-        "layout": layout,
-        "preprocess": cfg.to_dict(),
-        "clips": [asdict(c) for c in clips],
-    }
-    arrays = _open_cache(out, meta, cfg)
+    """Prepare (or finish preparing) the cache of ``source`` in ``out``; returns the report.
+
+    layout: 'auto', 'videos' or 'flickr' (see the module docstring).
+    announce: print the dataset's summary line (:func:`summary_line`) before starting.
+    """
+    found = find_clips(source, annotations, layout)
+    if announce:
+        _announce(found, cfg)
+    return _prepare(found, Path(out), cfg, workers, progress)
+
+
+def _prepare(found: Found, out: Path, cfg: PreprocessConfig, workers: int | None, progress: bool) -> dict:
+    # 1. the clips, and the cache folder they go to (an existing one must match them, the layout and cfg)
+    clips, layout = found.clips, found.layout
+    arrays = _open_cache(out, _meta(found, cfg), cfg)
     # 2. the clips not done yet, built in worker processes
     done = _read_done(out)
     todo = [(i, asdict(c)) for i, c in enumerate(clips) if i not in done]
@@ -231,6 +327,17 @@ def prepare(
     if interrupted:
         raise KeyboardInterrupt
     return report
+
+
+def _meta(found: Found, cfg: PreprocessConfig) -> dict:
+    """What cache.json records (and what an existing cache must match)."""
+    return {
+        "format": CACHE_FORMAT,
+        "source": str(found.source.resolve()),
+        "layout": found.layout,
+        "preprocess": cfg.to_dict(),
+        "clips": [asdict(c) for c in found.clips],
+    }
 
 
 def _open_cache(out: Path, meta: dict, cfg: PreprocessConfig) -> dict[str, np.ndarray]:
@@ -250,7 +357,7 @@ def _open_cache(out: Path, meta: dict, cfg: PreprocessConfig) -> dict[str, np.nd
 
 
 def _check_cache(out: Path, old: dict, meta: dict) -> None:
-    """A cache is resumed only when the same hearflow format, PreprocessConfig and clips made it."""
+    """A cache is used only when the same hearflow format, PreprocessConfig, layout and clips made it."""
     if old.get("format") != CACHE_FORMAT:
         raise PrepareError(f"{out}: this cache was made by another hearflow version ({old.get('format')}); "
                            "delete it or use another folder")
@@ -258,6 +365,9 @@ def _check_cache(out: Path, old: dict, meta: dict) -> None:
         raise PrepareError(
             f"{out}: this cache was prepared with a different PreprocessConfig; use another folder or delete it"
         )
+    if old.get("layout") != meta["layout"]:  # the same ids can name still frames or videos
+        raise PrepareError(f"{out}: this cache was prepared from the {old.get('layout')} layout, this run reads "
+                           f"the {meta['layout']} layout; use another folder or delete it")
     if [c["id"] for c in old["clips"]] != [c["id"] for c in meta["clips"]]:
         raise PrepareError(f"{out}: this cache was prepared from a different set of clips; use another folder")
 
@@ -353,34 +463,92 @@ def format_report(report: dict) -> str:
     return "\n".join(lines)
 
 
-def default_cache_dir(source, cfg: PreprocessConfig) -> Path:
-    """Where a dataset's cache goes unless given: beside the data, keyed by the config."""
-    return Path(source) / ".hearflow-cache" / f"{cfg.fingerprint()}-v{CACHE_FORMAT.rsplit('/', 1)[1]}"
+# --------------------------------------------------------------------------- the summary line
+def _no_flow(layout: str, cfg: PreprocessConfig) -> str | None:
+    """Why this data gives the model no flow (zeros), or None when it does."""
+    if layout == "flickr":
+        return "still frames"
+    if not cfg.uses_flow:
+        return "preprocess.flow is none"
+    return None
+
+
+def summary_line(found: Found, cfg: PreprocessConfig) -> str:
+    """One line: layout and why, clips per split, how many have boxes, whether flow is available."""
+    counts: dict[str, int] = {}
+    for c in found.clips:
+        counts[c.split] = counts.get(c.split, 0) + 1
+    order = [k for k in ("train", "val", "test") if k in counts] + sorted(set(counts) - {"train", "val", "test"})
+    why = _no_flow(found.layout, cfg)
+    return (f"dataset {found.source}: layout {found.layout} ({found.why}); "
+            f"clips {' / '.join(f'{k} {counts[k]}' for k in order) or 'none'}; "
+            f"boxes {sum(1 for c in found.clips if c.boxes)}; flow: {'yes' if why is None else f'no ({why})'}")
+
+
+def flow_warning(found: Found, cfg: PreprocessConfig, flow_user: str | None) -> str | None:
+    """A warning line when a model that uses flow (``flow_user`` says which, e.g. "model.flow is
+    cnn") would get zeros from this data; None when it gets flow or does not use it."""
+    why = _no_flow(found.layout, cfg)
+    if not flow_user or why is None:
+        return None
+    reason = "the flickr layout has still frames only" if found.layout == "flickr" else why
+    hint = ""
+    if found.layout == "flickr" and not is_cache(found.source) and _video_folder(found.source) is not None:
+        hint = "; use --layout videos for the videos in this folder"
+    return f"warning: {flow_user}, but {reason}, so every clip's flow is zero{hint}"
+
+
+def _announce(found: Found, cfg: PreprocessConfig, flow_user: str | None = None) -> None:
+    print(summary_line(found, cfg), flush=True)
+    warning = flow_warning(found, cfg, flow_user)
+    if warning:
+        print(warning, file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------- finding or making a cache
+def default_cache_dir(source, cfg: PreprocessConfig, layout: str = "videos") -> Path:
+    """Where a dataset's cache goes unless given: beside the data, keyed by the config and the layout."""
+    return Path(source) / ".hearflow-cache" / f"{cfg.fingerprint()}-{layout}-v{CACHE_FORMAT.rsplit('/', 1)[1]}"
 
 
 def is_cache(path) -> bool:
     return (Path(path) / "cache.json").is_file()
 
 
-def ensure_cache(source, cfg: PreprocessConfig, cache=None, workers=None, progress=True) -> Path:
-    """A ready cache for ``source`` with preprocessing ``cfg`` (prepared or finished if needed)."""
+def ensure_cache(source, cfg: PreprocessConfig, cache=None, workers=None, progress=True, layout: str = "auto",
+                 flow_user: str | None = None, announce: bool = False) -> Path:
+    """A ready cache for ``source`` with preprocessing ``cfg`` (prepared or finished if needed).
+
+    layout: 'auto', 'videos' or 'flickr'; a prepared cache given as ``source`` must be of it
+    (or 'auto'), and an existing ``cache`` folder made from another layout is refused.
+    flow_user / announce: see :func:`flow_warning`; announce prints the summary line (and
+    that warning) before any preparation starts.
+    """
     if is_cache(source):
-        stored = json.loads((Path(source) / "cache.json").read_text())["preprocess"]
-        if stored != cfg.to_dict():
+        cache = Path(source)
+        meta = json.loads((cache / "cache.json").read_text())
+        if meta["preprocess"] != cfg.to_dict():
             raise PrepareError(
                 f"{source}: this cache was prepared with a different PreprocessConfig than the model/config "
                 "asks for; point to the raw dataset folder instead so it can be prepared again"
             )
-        cache = Path(source)
-        if len(_read_done(cache)) < len(json.loads((cache / "cache.json").read_text())["clips"]):
-            stored_source = json.loads((cache / "cache.json").read_text())["source"]
-            prepare(stored_source, cache, cfg, workers, progress=progress)
+        _check_layout(cache, meta["layout"], layout)
+        found = Found(cache, meta["layout"], [Clip(**c) for c in meta["clips"]], f"prepared cache of {meta['source']}")
+        if announce:
+            _announce(found, cfg, flow_user)
+        if len(_read_done(cache)) < len(meta["clips"]):
+            prepare(meta["source"], cache, cfg, workers, progress=progress, layout=meta["layout"])
         return cache
-    cache = Path(cache) if cache else default_cache_dir(source, cfg)
+    found = find_clips(source, None, layout)
+    if announce:
+        _announce(found, cfg, flow_user)
+    cache = Path(cache) if cache else default_cache_dir(source, cfg, found.layout)
+    if is_cache(cache):  # also when complete: a finished cache of another layout must not be reused
+        _check_cache(cache, json.loads((cache / "cache.json").read_text()), _meta(found, cfg))
     done = _read_done(cache) if is_cache(cache) else {}
-    n = len(json.loads((cache / "cache.json").read_text())["clips"]) if is_cache(cache) else -1
+    n = len(found.clips) if is_cache(cache) else -1
     if len(done) != n:
-        report = prepare(source, cache, cfg, workers, progress=progress)
+        report = _prepare(found, cache, cfg, workers, progress)
         if progress:
             print(format_report(report))
     return cache

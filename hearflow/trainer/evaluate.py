@@ -154,6 +154,8 @@ class EvalOptions:
     workers: processes preparing the data; None = the default.
     device: 'auto', 'cpu', 'cuda' or 'cuda:N'.
     progress: progress bars.
+    layout: how the dataset folder is read: 'auto', 'videos' or 'flickr' (see trainer.clip_cache).
+    announce: print the dataset's summary line (and a warning when a flow model gets no flow).
     """
 
     backend: str | None = None
@@ -166,6 +168,8 @@ class EvalOptions:
     workers: int | None = None
     device: str = "auto"
     progress: bool = True
+    layout: str = "auto"
+    announce: bool = True
 
 
 def evaluate_model(model, data, out, options: EvalOptions | None = None, **fields) -> dict:
@@ -183,7 +187,9 @@ def evaluate_model(model, data, out, options: EvalOptions | None = None, **field
     else:
         be = load_backend(model, opts.backend, device=opts.device)
         cfg, title = be.preprocess, f"{Path(model).name} ({be.name})"
-    index = CacheIndex(ensure_cache(data, cfg, opts.cache, opts.workers, opts.progress))
+    flow_user = f"{Path(model).name} uses flow" if be is not None and be.uses_flow else None
+    index = CacheIndex(ensure_cache(data, cfg, opts.cache, opts.workers, opts.progress, layout=opts.layout,
+                                    flow_user=flow_user, announce=opts.announce))
     indices = index.indices(opts.split)
     if not indices:
         raise HearflowError(f"{data}: no prepared clips in split '{opts.split}' (splits: {index.splits()})")

@@ -18,8 +18,12 @@ from hearflow.trainer.losses import LossConfig
 class DataConfig:
     path: str = "data/synth"
     """Dataset folder (videos + annotations, or the Flickr layout) or a prepared cache."""
+    layout: Literal["auto", "videos", "flickr"] = "auto"
+    """How the dataset folder is read: videos (+ annotations.json), the Flickr still frames
+    (frames/ + audio/ + Annotations/: no flow), or auto = videos whenever there are any.
+    A run's config.yaml records the layout that was used, never auto."""
     cache: str = ""
-    """Where the prepared cache goes; empty = <path>/.hearflow-cache/<preprocess fingerprint>."""
+    """Where the prepared cache goes; empty = <path>/.hearflow-cache/<preprocess fingerprint>-<layout>."""
     train_split: str = "train"
     val_split: str = "val"
     """Model selection uses this split, never the test split. If the dataset has no such

@@ -35,7 +35,7 @@ from hearflow.model.checkpoint import load_checkpoint, save_checkpoint
 from hearflow.trainer.experiment import ExperimentConfig
 from hearflow.trainer.data import CacheIndex, ClipDataset, worker_context
 from hearflow.trainer.losses import compute_loss
-from hearflow.trainer.clip_cache import ensure_cache
+from hearflow.trainer.clip_cache import ensure_cache, resolve_layout
 
 STATE = "train_state.pt"
 METRICS_CSV = "metrics.csv"
@@ -86,6 +86,8 @@ class TrainState:
 
 def train(cfg: ExperimentConfig, resume: bool = False, progress: bool = True) -> Path:
     """Train as ``cfg`` says; returns the run folder."""
+    # the run folder records the layout used, so a rerun reads the data the same way
+    cfg = replace(cfg, data=replace(cfg.data, layout=resolve_layout(cfg.data.path, cfg.data.layout)))
     # 1. set up: processes, device, run folder with config.yaml, seeds
     proc = setup_process(cfg, resume)
     # 2. data: the cache (prepared by rank 0 if needed), train / val split, loader
@@ -130,6 +132,8 @@ def _write_run_config(cfg: ExperimentConfig, out: Path, resume: bool) -> None:
     out.mkdir(parents=True, exist_ok=True)
     if resume and (out / "config.yaml").is_file():
         old = config_io.load(ExperimentConfig, out / "config.yaml")
+        if old.data.layout == "auto":  # written before the layout was recorded
+            old = replace(old, data=replace(old.data, layout=cfg.data.layout))
         if replace(old, train=replace(old.train, epochs=cfg.train.epochs)) != cfg:
             raise HearflowError(f"{out}/config.yaml differs from this run's config: resume needs the same config")
     config_io.save(cfg, out / "config.yaml")
@@ -159,8 +163,10 @@ def load_data(cfg: ExperimentConfig, proc: Process, progress: bool) -> TrainData
     """The cache (rank 0 prepares it, the others wait), split, datasets and the sharded training loader."""
     cache = None
     if proc.master:
+        flow_user = f"model.flow is {cfg.model.flow}" if cfg.model.flow != "none" else None
         cache = ensure_cache(cfg.data.path, cfg.preprocess, cfg.data.cache or None,
-                             cfg.data.prepare_workers or None, progress)
+                             cfg.data.prepare_workers or None, progress, layout=cfg.data.layout,
+                             flow_user=flow_user, announce=True)
     if proc.world > 1:  # the others wait until rank 0 has prepared the cache
         box = [str(cache) if proc.master else None]
         dist.broadcast_object_list(box, src=0)

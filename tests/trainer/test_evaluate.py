@@ -101,7 +101,7 @@ def test_model_eval_outputs_and_listen_check(synth_dir, tmp_path):
 
 
 # --------------------------------------------------------------------------- bad maps, via the CLI
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[2]  # the checkout, so the subprocess runs this code
 
 
 def hearflow_cli(*args, timeout=120) -> subprocess.CompletedProcess:

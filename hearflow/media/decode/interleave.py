@@ -63,29 +63,13 @@ def iter_media(
             vstream.thread_type = "AUTO"
         conv = AudioConverter(astream, sample_rate, origin, report) if astream is not None else None
         merge = _Merge(video=vstream is not None, audio=astream is not None)
-        fps = stream_fps(vstream) if vstream is not None else 0.0
-        first_t = rel_start(vstream, origin) if vstream is not None else 0.0
-        vcount = 0
-        index = -1
-        skips = report.video_packets_skipped
-        last_t = None
+        numbering = _Numbering(vstream, origin, report) if vstream is not None else None
         streams = [s for s in (vstream, astream) if s is not None]
         for packet in demux(container, streams, report):
             is_video = packet.stream is vstream
             for frame in decode_packet(packet, report, "video" if is_video else "audio", origin):
                 if is_video:
-                    t = frame_time(frame, origin)
-                    if t is None:
-                        t = vcount / (fps or 25.0)
-                    if report.video_packets_skipped > skips and fps:
-                        # after a lost frame the index comes from t, so it still says the frame's place
-                        index = max(index + 1, round((t - first_t) * fps))
-                    else:
-                        index = vcount
-                    merge.video.append(VideoFrame(index, t, frame_rgb(frame)))
-                    vcount += 1
-                    report.video_frames += 1
-                    last_t = t
+                    merge.video.append(numbering.frame(frame))
                 else:
                     merge.push_audio(conv, conv.push(frame))
             yield from merge.ready()
@@ -93,15 +77,44 @@ def iter_media(
         if conv is not None:
             merge.push_audio(conv, conv.flush())
         yield from merge.ready()
-        if vstream is not None:
-            if vcount == 0:
-                raise no_frames_error(path, report)
-            step = 1 / (fps or 25.0)
-            report.check_end(last_t + step, vstream, origin, step)
-            report.video_frames_expected = expected_frames(vstream, origin)
+        if numbering is not None:
+            numbering.finish(path)
         if conv is not None:
             conv.finish(path, report)
     warn_if_damaged(report, private)
+
+
+class _Numbering:
+    """Times and indices of one video stream's decoded frames, and its end-of-stream checks."""
+
+    def __init__(self, stream, origin: float, report: DamageReport):
+        self.stream, self.origin, self.report = stream, origin, report
+        self.fps = stream_fps(stream)
+        self.first_t = rel_start(stream, origin)
+        self.skips = report.video_packets_skipped
+        self.count, self.index, self.last_t = 0, -1, None
+
+    def frame(self, frame) -> VideoFrame:
+        t = frame_time(frame, self.origin)
+        if t is None:
+            t = self.count / (self.fps or 25.0)
+        if self.report.video_packets_skipped > self.skips and self.fps:
+            # after a lost frame the index comes from t, so it still says the frame's place
+            self.index = max(self.index + 1, round((t - self.first_t) * self.fps))
+        else:
+            self.index = self.count
+        self.count += 1
+        self.report.video_frames += 1
+        self.last_t = t
+        return VideoFrame(self.index, t, frame_rgb(frame))
+
+    def finish(self, path) -> None:
+        """After the last packet: nothing decoded is an error; a cut-short stream is reported."""
+        if self.count == 0:
+            raise no_frames_error(path, self.report)
+        step = 1 / (self.fps or 25.0)
+        self.report.check_end(self.last_t + step, self.stream, self.origin, step)
+        self.report.video_frames_expected = expected_frames(self.stream, self.origin)
 
 
 class _Merge:

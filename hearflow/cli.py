@@ -287,7 +287,14 @@ def _run(p):
                    help="CPU threads for inference (0 = physical cores minus one, left for capture and flow)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (torch / onnxruntime backends)")
     p.add_argument("--no-status", action="store_true", help="no status line")
-    p.add_argument("overrides", nargs="*", help="EngineConfig overrides, e.g. audio_hop=0.2 energy_gate_db=-45")
+    p.add_argument("--camera-fov", default=None, metavar="HFOV[,VFOV]",
+                   help="camera field of view in degrees (ideal centred pinhole; without VFOV square pixels): "
+                        "headers then carry the peaks' bearing, azimuth and elevation")
+    p.add_argument("--camera-info", default=None, metavar="FILE",
+                   help="ROS camera_info YAML (camera_calibration's output) instead of --camera-fov: calibrated "
+                        "intrinsics, peaks undistorted; scaled with a warning when the frames' size differs")
+    p.add_argument("overrides", nargs="*", help="EngineConfig overrides, e.g. audio_hop=0.2 energy_gate_db=-45 "
+                                                "peaks_k=3 peaks_threshold=0.5 track_gate=0.2")
 
     def run(args):
         import json
@@ -306,6 +313,7 @@ def _run(p):
             args.model, args.video, args.audio, args.sink, backend=args.backend, realtime=realtime,
             duration=args.duration, summary_path=args.summary, engine=cfg, zmq_overlay=args.zmq_overlay,
             frame_id=args.frame_id, threads=args.threads, device=args.device, status=not args.no_status,
+            camera_fov=args.camera_fov, camera_info=args.camera_info,
         ))
         print(json.dumps(summary, indent=2))
         code = exit_code(summary)
@@ -333,12 +341,12 @@ def _listen(p):
     def run(args):
         from hearflow.engine import wire
 
-        topics = (wire.HEATMAP_TOPIC, wire.OVERLAY_TOPIC) if args.overlay else (wire.HEATMAP_TOPIC,)
+        topics = (wire.HEATMAP_TOPIC, wire.STATUS_TOPIC) + ((wire.OVERLAY_TOPIC,) if args.overlay else ())
         stats = {}
         n = wire.listen(args.endpoint, count=args.count, save_dir=args.save, topics=topics, timeout=args.timeout,
                         out=lambda line: print(line, flush=True), newest_only=args.newest_only,
                         status=lambda line: print(line, file=sys.stderr, flush=True), stats=stats)
-        extra = [f"{stats[k]} {k}" for k in ("rejected", "missed") if stats.get(k)]
+        extra = [f"{stats[k]} {k}" for k in ("status", "rejected", "missed") if stats.get(k)]
         print(f"{n} messages" + (f" ({', '.join(extra)})" if extra else ""))
 
     return run

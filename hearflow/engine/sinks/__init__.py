@@ -1,5 +1,5 @@
 """Where results go: the sink contract and runner (``base``), the ``--sink`` kinds
-(``registry``) and one module per sink: ``overlay``, ``video``, ``zmq``, ``jsonl``.
+(``registry``) and one module per sink: ``overlay``, ``video``, ``zmq``, ``jsonl``, ``mcap``.
 
 Importing this package registers every sink kind; the names other code uses are
 re-exported here.
@@ -14,6 +14,7 @@ from hearflow.engine.sinks.overlay import NO_DISPLAY, OverlaySink, check_display
 from hearflow.engine.sinks.video import VIDEO_SUFFIXES, VideoSink
 from hearflow.engine.sinks.zmq import ZmqSink
 from hearflow.engine.sinks.jsonl import JsonlSink
+from hearflow.engine.sinks.mcap import McapSink
 # isort: on
 
 SINK_HELP = sink_help()
@@ -25,6 +26,7 @@ __all__ = [
     "SINK_KINDS",
     "VIDEO_SUFFIXES",
     "JsonlSink",
+    "McapSink",
     "OverlaySink",
     "Sink",
     "SinkOptions",

@@ -255,7 +255,7 @@ def _import(p):
 # --------------------------------------------------------------------------- run
 @command(
     "run",
-    "run the real-time engine: video + audio → heatmaps → overlay / video / ZeroMQ / JSONL",
+    "run the real-time engine: video + audio → heatmaps → overlay / video / ZeroMQ / JSONL / MCAP",
     "Run a model on live or recorded input. Threads: capture per source, inference, one per sink, "
     "with bounded hand-offs (newest frame wins; slow sinks drop their oldest results). "
     "--realtime paces files like a camera (frames drop when inference is slower); --no-realtime "
@@ -281,7 +281,7 @@ def _run(p):
                    help="pace files like a live source (default: on for cameras/mics/URLs, off for files)")
     p.add_argument("--duration", type=float, default=None, help="stop after this many seconds of input (> 0)")
     p.add_argument("--summary", default=None, help="also write the JSON summary to this file")
-    p.add_argument("--zmq-overlay", action="store_true", help="also publish JPEG overlays on topic hearflow.overlay")
+    p.add_argument("--zmq-overlay", action="store_true", help="also publish JPEG overlays on topic hearflow.overlay (an mcap sink records them too)")
     p.add_argument("--frame-id", default="camera", help="frame_id in ZeroMQ headers (default camera)")
     p.add_argument("--threads", type=int, default=0,
                    help="CPU threads for inference (0 = physical cores minus one, left for capture and flow)")
@@ -328,7 +328,8 @@ def _run(p):
     "listen",
     "subscribe to a hearflow ZeroMQ stream and print a line per heatmap",
     "The reference subscriber: connects to ENDPOINT, prints one line per message (seq, stamp, peak, "
-    "confidence, latency, map shape) and can save maps as .npy. The wire format is in docs/wire_format.md.",
+    "azimuth/elevation, confidence, latency, map shape, tracked peaks; and the engine's status messages) "
+    "and can save maps as .npy. The wire format is in docs/wire_format.md.",
 )
 def _listen(p):
     p.add_argument("endpoint", nargs="?", default="tcp://127.0.0.1:5555", help="default tcp://127.0.0.1:5555")

@@ -553,7 +553,8 @@ class Heartbeat:
             "dropped": {"before_inference": e.mailbox.dropped,
                         "sinks": {r.sink.name: r.dropped for r in e.runners}},
             "latency_ms": {"p50": ms(p50), "p99": ms(p99)},
-            "audio_rms_db": round(e._level, 2) if e.audio is not None else None,
+            # null until the first audio window was measured (and without audio)
+            "audio_rms_db": round(e._level, 2) if e.audio is not None and c.audio_embeddings else None,
             "confidence": round(c.last_confidence, 4),
             "last_frame_age_s": None if self._last_frame_t is None else round(now - self._last_frame_t, 3),
             "reconnects": e.ctx.counters.reconnects,

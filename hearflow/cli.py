@@ -269,7 +269,7 @@ def _import(p):
 # --------------------------------------------------------------------------- run
 @command(
     "run",
-    "run the real-time engine: video + audio → heatmaps → overlay / video / ZeroMQ / JSONL",
+    "run the real-time engine: video + audio → heatmaps → overlay / video / ZeroMQ / JSONL / MCAP",
     "Run a model on live or recorded input. Threads: capture per source, inference, one per sink, "
     "with bounded hand-offs (newest frame wins; slow sinks drop their oldest results). "
     "--realtime paces files like a camera (frames drop when inference is slower); --no-realtime "
@@ -295,13 +295,20 @@ def _run(p):
                    help="pace files like a live source (default: on for cameras/mics/URLs, off for files)")
     p.add_argument("--duration", type=float, default=None, help="stop after this many seconds of input (> 0)")
     p.add_argument("--summary", default=None, help="also write the JSON summary to this file")
-    p.add_argument("--zmq-overlay", action="store_true", help="also publish JPEG overlays on topic hearflow.overlay")
+    p.add_argument("--zmq-overlay", action="store_true", help="also publish JPEG overlays on topic hearflow.overlay (an mcap sink records them too)")
     p.add_argument("--frame-id", default="camera", help="frame_id in ZeroMQ headers (default camera)")
     p.add_argument("--threads", type=int, default=0,
                    help="CPU threads for inference (0 = physical cores minus one, left for capture and flow)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (torch / onnxruntime backends)")
     p.add_argument("--no-status", action="store_true", help="no status line")
-    p.add_argument("overrides", nargs="*", help="EngineConfig overrides, e.g. audio_hop=0.2 energy_gate_db=-45")
+    p.add_argument("--camera-fov", default=None, metavar="HFOV[,VFOV]",
+                   help="camera field of view in degrees (ideal centred pinhole; without VFOV square pixels): "
+                        "headers then carry the peaks' bearing, azimuth and elevation")
+    p.add_argument("--camera-info", default=None, metavar="FILE",
+                   help="ROS camera_info YAML (camera_calibration's output) instead of --camera-fov: calibrated "
+                        "intrinsics, peaks undistorted; scaled with a warning when the frames' size differs")
+    p.add_argument("overrides", nargs="*", help="EngineConfig overrides, e.g. audio_hop=0.2 energy_gate_db=-45 "
+                                                "peaks_k=3 peaks_threshold=0.5 track_gate=0.2")
 
     def run(args):
         import json
@@ -320,6 +327,7 @@ def _run(p):
             args.model, args.video, args.audio, args.sink, backend=args.backend, realtime=realtime,
             duration=args.duration, summary_path=args.summary, engine=cfg, zmq_overlay=args.zmq_overlay,
             frame_id=args.frame_id, threads=args.threads, device=args.device, status=not args.no_status,
+            camera_fov=args.camera_fov, camera_info=args.camera_info,
         ))
         print(json.dumps(summary, indent=2))
         code = exit_code(summary)
@@ -334,7 +342,8 @@ def _run(p):
     "listen",
     "subscribe to a hearflow ZeroMQ stream and print a line per heatmap",
     "The reference subscriber: connects to ENDPOINT, prints one line per message (seq, stamp, peak, "
-    "confidence, latency, map shape) and can save maps as .npy. The wire format is in docs/wire_format.md.",
+    "azimuth/elevation, confidence, latency, map shape, tracked peaks; and the engine's status messages) "
+    "and can save maps as .npy. The wire format is in docs/wire_format.md.",
 )
 def _listen(p):
     p.add_argument("endpoint", nargs="?", default="tcp://127.0.0.1:5555", help="default tcp://127.0.0.1:5555")
@@ -347,12 +356,12 @@ def _listen(p):
     def run(args):
         from hearflow.engine import wire
 
-        topics = (wire.HEATMAP_TOPIC, wire.OVERLAY_TOPIC) if args.overlay else (wire.HEATMAP_TOPIC,)
+        topics = (wire.HEATMAP_TOPIC, wire.STATUS_TOPIC) + ((wire.OVERLAY_TOPIC,) if args.overlay else ())
         stats = {}
         n = wire.listen(args.endpoint, count=args.count, save_dir=args.save, topics=topics, timeout=args.timeout,
                         out=lambda line: print(line, flush=True), newest_only=args.newest_only,
                         status=lambda line: print(line, file=sys.stderr, flush=True), stats=stats)
-        extra = [f"{stats[k]} {k}" for k in ("rejected", "missed") if stats.get(k)]
+        extra = [f"{stats[k]} {k}" for k in ("status", "rejected", "missed") if stats.get(k)]
         print(f"{n} messages" + (f" ({', '.join(extra)})" if extra else ""))
 
     return run

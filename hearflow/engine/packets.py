@@ -75,6 +75,13 @@ class Result:
     """(width, height) of the captured frame."""
     rgb: np.ndarray | None = None
     """The captured frame, for sinks that draw (overlay, video); None for others."""
+    direction: object | None = None
+    """hearflow.runtime.geometry.Direction of ``peak`` (None without a camera model)."""
+    peaks: list = field(default_factory=list)
+    """Up to K tracked local maxima (hearflow.runtime.peaks.Peak, strongest first, each with
+    its track_id and, with a camera model, its direction)."""
+    camera: object | None = None
+    """The hearflow.runtime.geometry.CameraModel the directions came from (None without one)."""
     extra: dict = field(default_factory=dict)
 
 

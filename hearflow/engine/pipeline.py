@@ -33,6 +33,8 @@ from hearflow.media.audio import audio_window, log_spectrogram
 from hearflow.media.flow import FlowEstimator, zero_flow
 from hearflow.media.frames import normalize_frame
 from hearflow.runtime.confidence import confidence, rms_db
+from hearflow.runtime.geometry import CameraModel, CameraSpec
+from hearflow.runtime.peaks import PeakTracker, find_peaks
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,23 @@ class EngineConfig:
     """Softness of the similarity factor (cosine per logistic unit)."""
     status_interval: float = 0.5
     """Seconds between status-line refreshes."""
+    peaks_k: int = 3
+    """Most local maxima reported per frame (``peaks``; 0 = none)."""
+    peaks_threshold: float = 0.5
+    """Smallest map value (cosine similarity) a reported peak may have."""
+    peaks_min_distance: float = 0.15
+    """Non-maximum suppression: peaks closer than this (normalised frame units) to a
+    stronger one are dropped."""
+    track_gate: float = 0.2
+    """Largest jump (normalised frame units) between a track's expected position and a
+    peak for the peak to keep the track's id."""
+    track_max_gap: float = 0.5
+    """Seconds a track survives without a matching peak (then its id is retired)."""
+    heartbeat_interval: float = 1.0
+    """Seconds between hearflow.status messages (one is also sent on every state change)."""
+    source_timeout: float = 1.0
+    """No frame captured for this long (seconds, at least 3 frame periods) means the
+    state is ``source lost``."""
 
 
 def map_peak(m: np.ndarray) -> tuple[tuple[float, float], float]:
@@ -134,15 +153,21 @@ class Engine:
     duration: stop after this many seconds of media time (None = until the source ends).
     log: one-line logger for warnings and errors (default: the engine's stderr logger).
     status: callable(str) showing the status line, or None.
+    camera: the camera (hearflow.runtime.geometry.CameraSpec) for peak directions, or None.
     """
 
     def __init__(self, backend, video: VideoSource, audio: Source | None, sinks: list[Sink],
                  cfg: EngineConfig = EngineConfig(), realtime: bool = True, duration: float | None = None,
-                 log=stderr_log, status=None):
+                 log=stderr_log, status=None, camera: CameraSpec | None = None):
         self.backend, self.video, self.audio, self.sinks = backend, video, audio, sinks
         self.cfg, self.realtime, self.duration = cfg, realtime, duration
         self.pre = backend.preprocess
-        self.log = log
+        self.heartbeat = Heartbeat(self, cfg)
+        self.log = self.heartbeat.watch_log(log)  # the heartbeat reports the last warning or error
+        self.camera_spec = camera
+        self.camera: CameraModel | None = None
+        """The camera model for the frames' size (set at the first frame)."""
+        self.tracker = PeakTracker(gate=cfg.track_gate, max_gap=cfg.track_max_gap)
         self.status = status
         self.stop = threading.Event()
         self.counters = Counters()
@@ -155,7 +180,7 @@ class Engine:
         """One per sink, started by run()."""
         self.ctx = CaptureContext(
             clock0=0.0, preprocess=self.pre, mailbox=self.mailbox, ring=self.ring, stop=self.stop,
-            realtime=realtime, log=log, duration=duration,
+            realtime=realtime, log=self.log, duration=duration,
         )
         """What the capture threads share; clock0 and the audio taps are set when run() starts."""
         self._capture_done = threading.Event()  # the video source has ended
@@ -237,16 +262,31 @@ class Engine:
         warming = bool(self._warming) and self._windows is not None
         c.warming_up += warming
         h, w = pkt.rgb.shape[:2]
+        camera = self._camera_for(w, h)
+        peaks = find_peaks(m, self.cfg.peaks_k, self.cfg.peaks_threshold, self.cfg.peaks_min_distance)
+        self.tracker.update(peaks, t)
+        if camera is not None:
+            for p in peaks:
+                p.direction = camera.direction(p.x, p.y)
         result = Result(
             seq=c.processed, capture_seq=pkt.seq, t_capture=pkt.t_capture, t_media=t, t_result=t_result,
             map=m.astype(np.float32), peak=peak, peak_value=value, confidence=conf, audio_rms_db=self._level,
-            warming_up=warming, frame_size=(w, h), rgb=pkt.rgb,
+            warming_up=warming, frame_size=(w, h), rgb=pkt.rgb, peaks=peaks, camera=camera,
+            direction=None if camera is None else camera.direction(*peak),
         )
         c.processed += 1
         c.last_confidence = conf
         c.result_latency.add(t_result - pkt.t_capture)
         for r in self.runners:
             r.put_result(result)
+
+    def _camera_for(self, w: int, h: int) -> CameraModel | None:
+        """The camera model for w × h frames (made once; again only if the size changes)."""
+        if self.camera_spec is None:
+            return None
+        if self.camera is None or (self.camera.width, self.camera.height) != (w, h):
+            self.camera = self.camera_spec.model(w, h, log=self.log)
+        return self.camera
 
     def _infer_guarded(self) -> None:
         try:
@@ -319,6 +359,7 @@ class Engine:
         clock0 = time.monotonic()
         self.counters.started = clock0
         self._start_sinks()
+        self.heartbeat.beat()  # "starting": sinks are open, nothing captured yet
         video_thread = self._start_threads(clock0)
         interrupted = False
         try:
@@ -353,10 +394,13 @@ class Engine:
             if self.status and time.monotonic() >= next_status:
                 self.status(self.status_line())
                 next_status = time.monotonic() + self.cfg.status_interval
+            self.heartbeat.beat()
 
     def _shut_down(self) -> None:
         """Stop every thread, then let each sink finish what is queued and close."""
         self.stop.set()
+        self.heartbeat.stopping = True
+        self.heartbeat.beat()
         self.mailbox.close()
         if not self._infer_done.wait(10):
             self.log("warning: inference did not stop within 10 s")
@@ -378,6 +422,14 @@ class Engine:
         lat = f"{p50 * 1000:.0f}/{p99 * 1000:.0f} ms" if p50 is not None else "-"
         return (f"in {self._captured() / elapsed:5.1f} fps | out {c.processed / elapsed:5.1f} fps | "
                 f"latency p50/p99 {lat} | dropped {self.mailbox.dropped} | conf {c.last_confidence:.2f}")
+
+    def _camera_summary(self) -> dict | None:
+        if self.camera is not None:
+            return self.camera.as_dict()
+        if self.camera_spec is None:
+            return None
+        size = tuple(self.video.size or (0, 0))
+        return self.camera_spec.model(*size).as_dict() if all(size) else None
 
     def summary(self, runners, interrupted: bool) -> dict:
         c = self.counters
@@ -401,7 +453,112 @@ class Engine:
                            "capture_to_published_p50": ms(p50), "capture_to_published_p99": ms(p99)},
             "audio_embeddings": c.audio_embeddings,
             "warming_up_frames": c.warming_up,
+            "camera": self._camera_summary(),
+            "peaks": {"k": self.cfg.peaks_k, "threshold": self.cfg.peaks_threshold,
+                      "min_distance": self.cfg.peaks_min_distance, "track_gate": self.cfg.track_gate,
+                      "track_max_gap": self.cfg.track_max_gap},
+            "status_messages": self.heartbeat.sent,
             "sinks": {r.sink.name: r.report() for r in runners},
             "damaged_media": self._damage(),
             "error": None if self.error is None else str(self.error),
+        }
+
+
+ENGINE_STATES = ("starting", "running", "source lost", "reconnecting", "stopping")
+"""The engine states a hearflow.status message reports (docs/wire_format.md)."""
+
+
+class Heartbeat:
+    """The engine's status messages: every ``heartbeat_interval`` seconds and at once on a
+    state change, whether or not frames arrive, to every sink (Sink.write_status).
+
+    Driven by the supervisor loop (every 50 ms), so it goes on while capture or inference
+    is stuck: that is when a robot needs it most.
+    """
+
+    def __init__(self, engine: Engine, cfg: EngineConfig):
+        self.engine, self.cfg = engine, cfg
+        self.seq = 0
+        self.sent = 0
+        self.state: str | None = None
+        self.stopping = False
+        self.last_error: str | None = None
+        self.last_error_t: float | None = None
+        self._next = 0.0
+        self._last_frames, self._last_frame_t = 0, None
+        self._errors_at_last_frame = 0
+        self._window = deque(maxlen=64)  # (t, captured, processed) for recent rates
+
+    def watch_log(self, log):
+        """``log``, remembering the last warning or error line for the status messages."""
+        def logged(message: str) -> None:
+            if message.startswith(("error", "warning")) or " failed" in message or " lost" in message:
+                self.last_error, self.last_error_t = message, time.monotonic()
+            log(message)
+        return logged
+
+    def current_state(self, now: float) -> str:
+        e = self.engine
+        if self.stopping or e.stop.is_set():
+            return "stopping"
+        frames = e._captured()
+        counters = e.ctx.counters
+        if frames != self._last_frames or self._last_frame_t is None and frames:
+            self._last_frames, self._last_frame_t = frames, now
+            self._errors_at_last_frame = counters.errors
+        if self._last_frame_t is None:
+            return "starting"
+        fps = float(e.video.fps or 0.0)
+        timeout = max(self.cfg.source_timeout, 3.0 / fps if fps > 0 else 0.0)
+        if now - self._last_frame_t < timeout:
+            return "running"
+        # the source itself reported a loss since its last frame: it is retrying
+        return "reconnecting" if counters.errors > self._errors_at_last_frame else "source lost"
+
+    def beat(self) -> None:
+        """Send a status message when one is due or the state changed."""
+        now = time.monotonic()
+        state = self.current_state(now)
+        if state == self.state and now < self._next:
+            return
+        self.state = state
+        self._next = now + self.cfg.heartbeat_interval
+        status = self.message(now, state)
+        for r in self.engine.runners:
+            r.put_status(status)
+        self.sent += 1
+        self.seq += 1
+
+    def message(self, now: float, state: str) -> dict:
+        """The status dict (serialised by each sink; docs/wire_format.md, hearflow.status)."""
+        e, c = self.engine, self.engine.counters
+        captured, processed = e._captured(), c.processed
+        self._window.append((now, captured, processed))
+        # rates over the last ~2 s, so a stalled source shows as 0 fps, not as the run's average
+        old = next((w for w in self._window if now - w[0] <= 2.0 + 1e-9), self._window[0])
+        span = now - old[0]
+        fps_in = (captured - old[1]) / span if span > 0 else 0.0
+        fps_out = (processed - old[2]) / span if span > 0 else 0.0
+        p50, p99 = c.result_latency.percentiles()
+        ms = (lambda v: None if v is None else round(v * 1000, 2))
+        return {
+            "seq": self.seq,
+            "state": state,
+            "t_monotonic": now,
+            "uptime_s": round(now - c.started, 3),
+            "fps_in": round(fps_in, 2),
+            "fps_out": round(fps_out, 2),
+            "captured": captured,
+            "processed": processed,
+            "dropped": {"before_inference": e.mailbox.dropped,
+                        "sinks": {r.sink.name: r.dropped for r in e.runners}},
+            "latency_ms": {"p50": ms(p50), "p99": ms(p99)},
+            # null until the first audio window was measured (and without audio)
+            "audio_rms_db": round(e._level, 2) if e.audio is not None and c.audio_embeddings else None,
+            "confidence": round(c.last_confidence, 4),
+            "last_frame_age_s": None if self._last_frame_t is None else round(now - self._last_frame_t, 3),
+            "reconnects": e.ctx.counters.reconnects,
+            "last_error": self.last_error,
+            "last_error_age_s": None if self.last_error_t is None else round(now - self.last_error_t, 3),
+            "model": e.backend.source,
         }

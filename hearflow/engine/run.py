@@ -20,6 +20,7 @@ from pathlib import Path
 
 from hearflow.engine.log import LOCK, stderr_log
 from hearflow.engine.pipeline import Engine, EngineConfig
+from hearflow.runtime.geometry import parse_camera
 from hearflow.errors import EXIT_FAILURE, EXIT_OK, EXIT_OUTPUT_LOST, EXIT_SIGINT, HearflowError
 
 
@@ -159,13 +160,17 @@ class RunOptions:
     """auto, cpu or cuda."""
     status: bool = True
     """Show the status line on stderr."""
+    camera_fov: str | None = None
+    """``--camera-fov HFOV[,VFOV]`` (degrees): an ideal centred pinhole camera."""
+    camera_info: str | Path | None = None
+    """``--camera-info FILE``: a ROS camera_info YAML (calibrated intrinsics, distortion)."""
 
 
 def check_inputs(options: RunOptions) -> list:
     """Everything about the run that can be checked without the model, in milliseconds:
-    --duration and --threads, that the model folder exists, the --video/--audio specs and
-    their files, the sinks (their kinds, output folders, a display). Returns the sinks;
-    raises HearflowError (one line)."""
+    --duration and --threads, the camera model and the peak settings, that the model
+    folder exists, the --video/--audio specs and their files, the sinks (their kinds,
+    output folders, a display). Returns the sinks; raises HearflowError (one line)."""
     from hearflow.engine.sinks import parse_sinks
     from hearflow.engine.sources import check_specs
 
@@ -174,6 +179,8 @@ def check_inputs(options: RunOptions) -> list:
         raise HearflowError(f"--duration must be a positive number of seconds, not {o.duration:g}")
     if o.threads < 0:
         raise HearflowError(f"--threads must be 0 (automatic) or more, not {o.threads}")
+    parse_camera(o.camera_fov, o.camera_info)
+    _check_peak_settings(o.engine)
     if not Path(o.model).exists():  # the same line load_backend gives, without importing torch first
         raise HearflowError(f"{o.model}: model not found (give a checkpoint folder or an export folder)")
     sinks = parse_sinks(o.sink, zmq_overlay=o.zmq_overlay, frame_id=o.frame_id)
@@ -183,6 +190,17 @@ def check_inputs(options: RunOptions) -> list:
     return sinks
 
 
+def _check_peak_settings(cfg: EngineConfig) -> None:
+    if cfg.peaks_k < 0:
+        raise HearflowError(f"peaks_k must be 0 or more, not {cfg.peaks_k}")
+    for name in ("peaks_min_distance", "track_gate", "track_max_gap", "heartbeat_interval", "source_timeout"):
+        v = getattr(cfg, name)
+        if not (math.isfinite(v) and v > 0):
+            raise HearflowError(f"{name} must be a positive number, not {v:g}")
+    if not math.isfinite(cfg.peaks_threshold):
+        raise HearflowError(f"peaks_threshold must be a number, not {cfg.peaks_threshold:g}")
+
+
 def run_engine(options: RunOptions) -> dict:
     """Check the inputs, load the model, open sources and sinks, run until the end or a
     stop signal, return the summary (``stopped_by``: "SIGINT", "SIGTERM" or None)."""
@@ -190,6 +208,7 @@ def run_engine(options: RunOptions) -> dict:
     line = StatusLine() if o.status else None
     log = line.log if line else stderr_log
     sinks = check_inputs(o)  # before importing torch: bad input fails in well under a second
+    camera = parse_camera(o.camera_fov, o.camera_info)
     from hearflow.engine.sources import open_sources
     from hearflow.runtime.backends import load_backend
 
@@ -207,7 +226,7 @@ def run_engine(options: RunOptions) -> dict:
                 for src in {id(s): s for s in (video_src, audio_src) if s is not None}.values():
                     sources.enter_context(src)  # closed when the run ends, however it ends
                 engine = Engine(be, video_src, audio_src, sinks, o.engine, realtime=o.realtime,
-                                duration=o.duration, log=log, status=line)
+                                duration=o.duration, log=log, status=line, camera=camera)
                 signals.attach(engine.stop)
                 summary = engine.run()
     finally:

@@ -7,6 +7,8 @@ Every message is three frames ``[topic, header, payload]`` (docs/wire_format.md)
   row-major.
 - topic ``hearflow.overlay`` (optional): same header with ``encoding: "jpeg"``; payload
   the JPEG of the frame with the heatmap blended in.
+- topic ``hearflow.status``: the engine's heartbeat (state, rates, drops, latency, last
+  error), once a second and on every state change; header JSON, empty payload.
 
 The publisher is :class:`hearflow.engine.sinks.zmq.ZmqSink` (``--sink zmq``), bound to
 ``tcp://127.0.0.1:5555`` by default (loopback only). :func:`listen` is the reference
@@ -35,6 +37,8 @@ HEATMAP_TOPIC = "hearflow.heatmap"
 OVERLAY_TOPIC = "hearflow.overlay"
 HEATMAP_SCHEMA = "hearflow.heatmap/1"
 OVERLAY_SCHEMA = "hearflow.overlay/1"
+STATUS_TOPIC = "hearflow.status"
+STATUS_SCHEMA = "hearflow.status/1"
 DEFAULT_ENDPOINT = "tcp://127.0.0.1:5555"
 _LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]", "::1")
 
@@ -177,10 +181,58 @@ def encode_message(
         t_capture=finite(result.t_capture),
         t_media=finite(result.t_media),
     )
+    header.update(direction_fields(result))
+    if result.camera is not None:
+        header["camera"] = result.camera.as_dict()
     if model:
         header["model"] = model
     topic = HEATMAP_TOPIC if jpeg is None else OVERLAY_TOPIC
     return [topic.encode(), json.dumps(header, allow_nan=False).encode("utf-8"), payload]
+
+
+def direction_fields(result) -> dict:
+    """The header fields of a Result's peaks and direction: ``peaks`` (always), and with
+    a camera model ``bearing``, ``azimuth``, ``elevation`` of the peak."""
+    out = _direction(result.direction) if result.direction is not None else {}
+    out["peaks"] = [_peak(p) for p in result.peaks]
+    return out
+
+
+def _direction(d) -> dict:
+    """bearing {x, y, z} (unit, camera optical frame), azimuth and elevation (radians)."""
+    x, y, z = d.bearing
+    return {"bearing": {"x": finite(x), "y": finite(y), "z": finite(z)},
+            "azimuth": finite(d.azimuth), "elevation": finite(d.elevation)}
+
+
+def _peak(p) -> dict:
+    out = {"x": finite(p.x), "y": finite(p.y), "value": finite(p.value), "track_id": int(p.track_id)}
+    if p.direction is not None:
+        out.update(_direction(p.direction))
+    return out
+
+
+def encode_status(status: dict, *, frame_id: str = "camera", wall_offset: float | None = None) -> list[bytes]:
+    """Encode an engine status dict (Engine heartbeat) as ``[topic, header, b""]``; its
+    ``stamp`` is the wall-clock time of ``status["t_monotonic"]`` (now when absent)."""
+    if wall_offset is None:
+        wall_offset = time.time() - time.monotonic()
+    t = status.get("t_monotonic")
+    header = {"schema": STATUS_SCHEMA, "stamp": stamp((time.monotonic() if t is None else t) + wall_offset),
+              "frame_id": frame_id}
+    header.update(status)
+    return [STATUS_TOPIC.encode(), json.dumps(_json_safe(header), allow_nan=False).encode("utf-8"), b""]
+
+
+def _json_safe(v):
+    """NaN/inf → None, recursively (JSON cannot hold them)."""
+    if isinstance(v, float):
+        return finite(v)
+    if isinstance(v, dict):
+        return {k: _json_safe(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_json_safe(x) for x in v]
+    return v
 
 
 def decode_message(parts: list) -> tuple[str, dict, np.ndarray | bytes]:
@@ -199,6 +251,10 @@ def decode_message(parts: list) -> tuple[str, dict, np.ndarray | bytes]:
         raise WireError(f"bad header: {exc}") from None
     if not isinstance(header, dict) or not str(header.get("schema", "")).startswith("hearflow."):
         raise WireError("header is not a hearflow header (no 'schema')")
+    if str(header["schema"]).startswith("hearflow.status/"):
+        if not isinstance(header.get("state"), str):
+            raise WireError("status message without a 'state'")
+        return topic, header, payload
     enc = header.get("encoding")
     if enc == "jpeg":
         return topic, header, payload
@@ -226,21 +282,54 @@ def encode_jpeg(bgr: np.ndarray, quality: int = 80) -> bytes:
 
 
 # --------------------------------------------------------------------------- subscriber
+def _num(v, fmt):
+    return "nan" if v is None else format(v, fmt)
+
+
+def _angles(h: dict) -> str:
+    """" az +12.3° el -4.0°" from a header or peak with azimuth/elevation (radians); "" without."""
+    if h.get("azimuth") is None or h.get("elevation") is None:
+        return ""
+    return f" az {math.degrees(h['azimuth']):+.1f}° el {math.degrees(h['elevation']):+.1f}°"
+
+
+def format_status_line(topic: str, header: dict) -> str:
+    """One line for a hearflow.status message."""
+    st = header.get("stamp") or {}
+    lat = header.get("latency_ms") or {}
+    dropped = header.get("dropped") or {}
+    sink_drops = sum((dropped.get("sinks") or {}).values())
+    age = header.get("last_frame_age_s")
+    line = (f"{topic} seq {header.get('seq')} stamp {st.get('sec', 0)}.{st.get('nanosec', 0):09d} "
+            f"state {header.get('state')} | in {_num(header.get('fps_in'), '.1f')} fps "
+            f"out {_num(header.get('fps_out'), '.1f')} fps | dropped {dropped.get('before_inference', 0)}"
+            f"+{sink_drops} | latency p50/p99 {_num(lat.get('p50'), '.0f')}/{_num(lat.get('p99'), '.0f')} ms | "
+            f"audio {_num(header.get('audio_rms_db'), '.1f')} dB | last frame {_num(age, '.1f')} s ago")
+    if header.get("last_error"):
+        line += f" | last error: {header['last_error']}"
+    return line
+
+
 def format_line(topic: str, header: dict, payload) -> str:
     """One line describing a message (what ``hearflow listen`` prints)."""
+    if str(header.get("schema", "")).startswith("hearflow.status/"):
+        return format_status_line(topic, header)
     st = header.get("stamp") or {}
     peak = header.get("peak") or {}
-
-    def num(v, fmt):
-        return "nan" if v is None else format(v, fmt)
+    num = _num
 
     what = (f"map {header.get('height')}x{header.get('width')}" if header.get("encoding") == "32FC1"
             else f"jpeg {header.get('width')}x{header.get('height')} {len(payload)} B")
     line = (f"{topic} seq {header.get('seq')} stamp {st.get('sec', 0)}.{st.get('nanosec', 0):09d} "
-            f"peak ({num(peak.get('x'), '.3f')}, {num(peak.get('y'), '.3f')}) {num(peak.get('value'), '+.3f')} "
-            f"conf {num(header.get('confidence'), '.2f')} latency {num(header.get('latency_ms'), '.1f')} ms {what}")
+            f"peak ({num(peak.get('x'), '.3f')}, {num(peak.get('y'), '.3f')}) {num(peak.get('value'), '+.3f')}"
+            f"{_angles(header)} conf {num(header.get('confidence'), '.2f')} latency {num(header.get('latency_ms'), '.1f')} ms {what}")
     if header.get("warming_up"):
         line += " warming-up"
+    peaks = header.get("peaks")
+    if peaks is not None:
+        line += f" | peaks {len(peaks)}" + "".join(
+            f" #{p.get('track_id')} ({num(p.get('x'), '.2f')}, {num(p.get('y'), '.2f')}) "
+            f"{num(p.get('value'), '+.2f')}{_angles(p)}" for p in peaks)
     return line
 
 
@@ -248,20 +337,23 @@ def listen(
     endpoint: str = DEFAULT_ENDPOINT,
     count: int | None = None,
     save_dir=None,
-    topics: Iterable[str] = (HEATMAP_TOPIC,),
+    topics: Iterable[str] = (HEATMAP_TOPIC, STATUS_TOPIC),
     timeout: float | None = None,
     out: Callable[[str], None] = print,
     newest_only: bool = False,
     status: Callable[[str], None] | None = None,
     stats: dict | None = None,
 ) -> int:
-    """Subscribe to a hearflow stream, print one line per message; return how many came.
+    """Subscribe to a hearflow stream and print one line per message.
+
+    Returns how many heatmap/overlay messages came.
 
     endpoint: the publisher's endpoint (connected to, not bound).
-    count: stop after this many messages (None = until timeout or Ctrl-C).
+    count: stop after this many heatmap/overlay messages (None = until timeout or Ctrl-C);
+        status messages are printed but not counted.
     save_dir: also save each map as ``<seq>.npy``, each overlay as ``<seq>.jpg`` and every
         header as one line of ``headers.jsonl`` there.
-    topics: topics to subscribe to (hearflow.heatmap, hearflow.overlay).
+    topics: topics to subscribe to (hearflow.heatmap, hearflow.overlay, hearflow.status).
     timeout: give up after this many seconds in all (None = no limit).
     out: where lines go (gaps in seq and rejected messages get their own line).
     newest_only: keep only the newest message when several are waiting (a slow reader
@@ -269,7 +361,8 @@ def listen(
     status: where "waiting for messages on ..." goes once at the start (and a note when
         the timeout passes with nothing received); None = nowhere.
     stats: when given, filled with ``received``, ``rejected`` (malformed messages, not
-        counted in the return value) and ``missed`` (messages lost in gaps of ``seq``).
+        counted in the return value), ``missed`` (messages lost in gaps of ``seq``) and
+        ``status`` (status messages shown).
 
     Raises WireError (one line) when ``endpoint`` is not a usable ZeroMQ endpoint.
     """
@@ -281,7 +374,7 @@ def listen(
     saver = _Saver(save_dir) if save_dir is not None else None
     ctx = zmq.Context()
     counts = stats if stats is not None else {}
-    counts.update(received=0, rejected=0, missed=0)
+    counts.update(received=0, rejected=0, missed=0, status=0)
     try:
         sock = _subscribe(ctx, endpoint, topics, newest_only)
     except zmq.ZMQError as exc:
@@ -319,6 +412,9 @@ def listen(
             unplaced = 0
             last_seq[topic] = seq
             out(format_line(topic, header, payload))
+            if topic == STATUS_TOPIC:  # heartbeats are shown, not counted as data messages
+                counts["status"] += 1
+                continue
             if saver is not None:
                 saver.save(topic, header, payload, seq)
             counts["received"] += 1
@@ -410,7 +506,7 @@ def main(argv=None) -> int:
     p.add_argument("--timeout", type=float, default=None, help="give up after this many seconds")
     p.add_argument("--newest", action="store_true", help="skip to the newest message when behind")
     args = p.parse_args(argv)
-    topics = (HEATMAP_TOPIC, OVERLAY_TOPIC) if args.overlay else (HEATMAP_TOPIC,)
+    topics = (HEATMAP_TOPIC, STATUS_TOPIC) + ((OVERLAY_TOPIC,) if args.overlay else ())
     try:
         n = listen(args.endpoint, count=args.count, save_dir=args.save, topics=topics, timeout=args.timeout,
                    out=lambda line: print(line, flush=True), newest_only=args.newest,

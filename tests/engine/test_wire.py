@@ -25,6 +25,7 @@ from hearflow.engine.wire import (
     HEATMAP_SCHEMA,
     HEATMAP_TOPIC,
     OVERLAY_TOPIC,
+    STATUS_TOPIC,
     WireError,
     check_endpoint,
     decode_message,
@@ -376,7 +377,7 @@ def test_listen_says_it_is_waiting():
     proc = run_cli("-m", "hearflow.cli", "listen", str(port), "--timeout", "0.5")
     assert proc.returncode == 0, proc.stderr
     err = proc.stderr.splitlines()
-    assert err[0] == f"waiting for messages on tcp://127.0.0.1:{port} (topics {HEATMAP_TOPIC})", err
+    assert err[0] == f"waiting for messages on tcp://127.0.0.1:{port} (topics {HEATMAP_TOPIC}, {STATUS_TOPIC})", err
     assert "no messages" in err[-1] and proc.stdout.strip() == "0 messages"
 
 
@@ -407,7 +408,7 @@ def test_listen_reports_rejected_messages_apart_from_gaps():
         pub.close(linger=0)
         ctx.term()
     assert box == [4]
-    assert stats == {"received": 4, "rejected": 2, "missed": 2}
+    assert stats == {"received": 4, "rejected": 2, "missed": 2, "status": 0}
     rejected = [ln for ln in lines if ln.startswith("rejected message")]
     gaps = [ln for ln in lines if "gap" in ln]
     assert len(rejected) == 2 and rejected[0].startswith("rejected message seq 1: payload is"), rejected

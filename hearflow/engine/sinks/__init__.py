@@ -1,5 +1,5 @@
 """Where results go: the sink contract and runner (``base``), the ``--sink`` kinds
-(``registry``) and one module per sink: ``overlay``, ``video``, ``zmq``, ``jsonl``,
+(``registry``) and one module per sink: ``overlay``, ``video``, ``zmq``, ``jsonl``, ``mcap``,
 ``http`` (the live page), ``foxglove``.
 
 Importing this package registers every sink kind; the names other code uses are
@@ -15,6 +15,7 @@ from hearflow.engine.sinks.overlay import NO_DISPLAY, OverlaySink, check_display
 from hearflow.engine.sinks.video import VIDEO_SUFFIXES, VideoSink
 from hearflow.engine.sinks.zmq import ZmqSink
 from hearflow.engine.sinks.jsonl import JsonlSink
+from hearflow.engine.sinks.mcap import McapSink
 from hearflow.engine.sinks.http import HttpSink
 from hearflow.engine.sinks.foxglove import FoxgloveSink
 # isort: on
@@ -30,6 +31,7 @@ __all__ = [
     "FoxgloveSink",
     "HttpSink",
     "JsonlSink",
+    "McapSink",
     "OverlaySink",
     "Sink",
     "SinkOptions",

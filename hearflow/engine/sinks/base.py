@@ -4,6 +4,7 @@
     runner.start(info)            # opens the sink in its own thread; raises HearflowError
     runner.put_result(result)     # never blocks in realtime mode (drops the oldest)
     runner.put_audio(chunk)       # only sinks with wants_audio (the video sink) get audio
+    runner.put_status(status)     # the engine's heartbeat (a dict), never blocks
     runner.stop()                 # drains the queue, closes the sink (the mp4 plays)
 
 A sink is only ever called from its runner's thread (open, write, close), so sinks hold
@@ -91,6 +92,12 @@ class Sink:
     def write_audio(self, chunk: AudioChunk) -> None:
         """Handle one audio block (called in order, interleaved with write by arrival)."""
 
+    def write_status(self, status: dict) -> None:
+        """Handle one engine status message (the heartbeat: state, rates, drops, latency,
+        last error; docs/wire_format.md, ``hearflow.status``). Called about once a second
+        and on every state change, also when no frames arrive; interleaved with write by
+        arrival. The default ignores it."""
+
     def close(self) -> None:
         """Flush, finalise and release; must be idempotent and work after a failed write.
         Raise when the output could not be finished (the runner marks the sink failed)."""
@@ -156,6 +163,7 @@ class SinkRunner:
         """time.monotonic() when the last result was written."""
         self._results: collections.deque = collections.deque()
         self._audio: collections.deque = collections.deque()
+        self._status: collections.deque = collections.deque()
         self._order = itertools.count()  # arrival order across both queues
         self._cond = threading.Condition()
         self._stopping = False
@@ -191,11 +199,25 @@ class SinkRunner:
             self._cond.notify_all()
         return dropped
 
+    def put_status(self, status: dict) -> None:
+        """Queue a status message; never waits, also in lossless mode (the supervisor sends
+        them): when the sink is behind, the oldest status is dropped."""
+        with self._cond:
+            if self._stopping or self.failed or self._thread is None:
+                return
+            if len(self._status) >= self.STATUS_QUEUE:
+                self._status.popleft()
+            self._status.append((next(self._order), _Status(status)))
+            self._cond.notify_all()
+
+    STATUS_QUEUE = 4
+    """Status messages held while the sink is busy (only the newest matter)."""
+
     @property
     def pending(self) -> int:
         """Items queued and not yet handed to the sink."""
         with self._cond:
-            return len(self._results) + len(self._audio)
+            return len(self._results) + len(self._audio) + len(self._status)
 
     # --- lifecycle --------------------------------------------------------------------
     def start(self, info: StreamInfo) -> None:
@@ -233,6 +255,7 @@ class SinkRunner:
             if not drain:
                 self._results.clear()
                 self._audio.clear()
+                self._status.clear()
             self._cond.notify_all()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout)
@@ -252,15 +275,13 @@ class SinkRunner:
         try:
             while True:
                 with self._cond:
-                    while not (self._results or self._audio or self._stopping):
+                    queues = (self._results, self._audio, self._status)
+                    while not (any(queues) or self._stopping):
                         self._cond.wait()
-                    if not (self._results or self._audio):
+                    if not any(queues):
                         break  # stopping and drained
-                    # the oldest arrival first, so audio and results stay in order
-                    if self._results and (not self._audio or self._results[0][0] < self._audio[0][0]):
-                        _, item = self._results.popleft()
-                    else:
-                        _, item = self._audio.popleft()
+                    # the oldest arrival first, so audio, results and status stay in order
+                    _, item = min((q for q in queues if q), key=lambda q: q[0][0]).popleft()
                     self._cond.notify_all()  # room for a waiting lossless producer
                 if self.failed:
                     continue
@@ -275,6 +296,9 @@ class SinkRunner:
         try:
             if isinstance(item, AudioChunk):
                 self.sink.write_audio(item)
+                return
+            if isinstance(item, _Status):
+                self.sink.write_status(item.status)
                 return
             self.sink.write(item)
         except Exception as exc:
@@ -296,6 +320,7 @@ class SinkRunner:
             self.error = exc
             self._results.clear()
             self._audio.clear()
+            self._status.clear()
             self._cond.notify_all()  # release a lossless producer waiting for room
         self.log(f"{self.sink.name} failed: {self._describe(exc)} (sink disabled; the others go on)")
         self._safe_close()
@@ -327,6 +352,15 @@ class SinkRunner:
         """The sink's line of the run summary."""
         error = None if self.error is None else self._describe(self.error)
         return {"written": self.written, "dropped": self.dropped, "failed": self.failed, "error": error}
+
+
+class _Status:
+    """A status message in a runner's queue (told apart from results and audio)."""
+
+    __slots__ = ("status",)
+
+    def __init__(self, status: dict):
+        self.status = status
 
 
 def check_writable(path, name: str) -> None:

@@ -11,6 +11,7 @@ import numpy as np
 from hearflow.engine.packets import Result, finite
 from hearflow.engine.sinks.base import Sink, SinkOptions, StreamInfo, check_writable
 from hearflow.engine.sinks.registry import register_sink
+from hearflow.engine.wire import direction_fields
 from hearflow.errors import HearflowError
 
 
@@ -25,7 +26,9 @@ class JsonlSink(Sink):
     Fields: seq, capture_seq, t_capture, t_media, t_result (engine monotonic clock,
     seconds), stamp (wall-clock capture time, UNIX seconds), latency_ms (capture →
     written), peak [x, y] (normalised), peak_value, confidence, audio_rms_db, warming_up,
-    frame_size [w, h], map. NaN/inf become null.
+    frame_size [w, h], peaks (each {x, y, value, track_id} and, with a camera model,
+    bearing, azimuth, elevation), with a camera model bearing/azimuth/elevation of the
+    peak (as in the wire header, docs/wire_format.md), map. NaN/inf become null.
     """
 
     def __init__(self, path, map_decimals: int = 4):
@@ -71,6 +74,7 @@ class JsonlSink(Sink):
             "audio_rms_db": finite(result.audio_rms_db),
             "warming_up": bool(result.warming_up),
             "frame_size": [int(result.frame_size[0]), int(result.frame_size[1])],
+            **direction_fields(result),
             "map": m.tolist() if np.isfinite(m).all() else [[finite(v) for v in row] for row in m],
         }
         line = (json.dumps(record, allow_nan=False) + "\n").encode()

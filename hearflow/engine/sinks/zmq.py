@@ -20,6 +20,7 @@ from hearflow.engine.wire import (
     check_endpoint,
     encode_jpeg,
     encode_message,
+    encode_status,
     is_loopback,
     normalize_endpoint,
 )
@@ -28,7 +29,8 @@ from hearflow.errors import HearflowError
 
 @register_sink("zmq", "zmq[:ENDPOINT]")
 class ZmqSink(Sink):
-    """Publish each result on a ZeroMQ PUB socket (the robot-facing stream).
+    """Publish each result on a ZeroMQ PUB socket (the robot-facing stream), and the
+    engine's status messages on topic hearflow.status.
 
     endpoint: where to bind; default tcp://127.0.0.1:5555 (this machine only). Binding
         to another interface (tcp://*:5555, tcp://192.168.1.10:5555) must be asked for
@@ -113,6 +115,9 @@ class ZmqSink(Sink):
             jpeg = encode_jpeg(img, self.jpeg_quality)
             self._send(encode_message(result, frame_id=self.frame_id, jpeg=jpeg, jpeg_size=(img.shape[1], img.shape[0]),
                                       wall_offset=wall_offset, model=self._model))
+
+    def write_status(self, status: dict) -> None:
+        self._send(encode_status(status, frame_id=self.frame_id))
 
     def _send(self, parts: list[bytes]) -> None:
         try:

@@ -168,9 +168,10 @@ class RunOptions:
 
 def check_inputs(options: RunOptions) -> list:
     """Everything about the run that can be checked without the model, in milliseconds:
-    --duration and --threads, the camera model and the peak settings, that the model
-    folder exists, the --video/--audio specs and their files, the sinks (their kinds,
-    output folders, a display). Returns the sinks; raises HearflowError (one line)."""
+    --duration and --threads, the camera model and the peak settings, the --sink text,
+    the --video/--audio specs and their files, that the model folder exists, then what
+    the sinks need (output folders, a display). What the user typed is checked before
+    what is on disk. Returns the sinks; raises HearflowError (one line)."""
     from hearflow.engine.sinks import parse_sinks
     from hearflow.engine.sources import check_specs
 
@@ -181,10 +182,10 @@ def check_inputs(options: RunOptions) -> list:
         raise HearflowError(f"--threads must be 0 (automatic) or more, not {o.threads}")
     parse_camera(o.camera_fov, o.camera_info)
     _check_peak_settings(o.engine)
-    if not Path(o.model).exists():  # the same line load_backend gives, without importing torch first
-        raise HearflowError(f"{o.model}: model not found (give a checkpoint folder or an export folder)")
     sinks = parse_sinks(o.sink, zmq_overlay=o.zmq_overlay, frame_id=o.frame_id)
     check_specs(o.video, o.audio, o.realtime)
+    if not Path(o.model).exists():  # the same line load_backend gives, without importing torch first
+        raise HearflowError(f"{o.model}: model not found (give a checkpoint folder or an export folder)")
     for sink in sinks:
         sink.check()
     return sinks

@@ -366,15 +366,10 @@ def listen(
 
     Raises WireError (one line) when ``endpoint`` is not a usable ZeroMQ endpoint.
     """
-    try:
-        endpoint = check_endpoint(endpoint, bind=False)
-    except ValueError as exc:
-        msg = str(exc)
-        raise WireError(msg if endpoint in msg else f"{endpoint}: {msg}") from None
+    endpoint = _checked(endpoint)
     saver = _Saver(save_dir) if save_dir is not None else None
     ctx = zmq.Context()
-    counts = stats if stats is not None else {}
-    counts.update(received=0, rejected=0, missed=0, status=0)
+    tally = _Tally(stats if stats is not None else {}, out)
     try:
         sock = _subscribe(ctx, endpoint, topics, newest_only)
     except zmq.ZMQError as exc:
@@ -383,41 +378,8 @@ def listen(
     if status is not None:
         status(f"waiting for messages on {endpoint} (topics {', '.join(topics)})")
     deadline = None if timeout is None else time.monotonic() + timeout
-    last_seq: dict[str, int] = {}
-    unplaced = 0  # rejected messages whose seq could not be read: they explain that much of the next gap
     try:
-        while count is None or counts["received"] < count:
-            parts = _receive(sock, deadline, newest_only)
-            if parts is _TIMED_OUT:
-                break
-            if parts is None:
-                continue
-            try:
-                topic, header, payload = decode_message(parts)
-            except WireError as exc:
-                counts["rejected"] += 1
-                topic, seq = _topic_seq(parts)
-                out(f"rejected message{'' if seq is None else f' seq {seq}'}: {exc}")
-                if seq is None or topic is None:
-                    unplaced += 1
-                else:  # it arrived, so it is no gap
-                    last_seq[topic] = max(seq, last_seq.get(topic, seq))
-                continue
-            seq = int(header.get("seq", -1))
-            if topic in last_seq and seq > last_seq[topic] + 1:
-                missed = seq - last_seq[topic] - 1 - unplaced
-                if missed > 0:
-                    out(f"{topic} gap: {missed} message(s) missed")
-                    counts["missed"] += missed
-            unplaced = 0
-            last_seq[topic] = seq
-            out(format_line(topic, header, payload))
-            if topic == STATUS_TOPIC:  # heartbeats are shown, not counted as data messages
-                counts["status"] += 1
-                continue
-            if saver is not None:
-                saver.save(topic, header, payload, seq)
-            counts["received"] += 1
+        _print_messages(sock, tally, saver, count, deadline, newest_only)
     except KeyboardInterrupt:
         pass
     finally:
@@ -425,9 +387,73 @@ def listen(
         ctx.term()
         if saver is not None:
             saver.close()
-    if status is not None and not counts["received"] and timeout is not None:
+    if status is not None and not tally.counts["received"] and timeout is not None:
         status(f"no messages from {endpoint} within {timeout:g} s (is `hearflow run ... --sink zmq` publishing there?)")
-    return counts["received"]
+    return tally.counts["received"]
+
+
+def _print_messages(sock, tally: "_Tally", saver, count: int | None, deadline: float | None,
+                    newest_only: bool) -> None:
+    """The listener's loop: one line per message until ``count`` data messages or the deadline."""
+    while count is None or tally.counts["received"] < count:
+        parts = _receive(sock, deadline, newest_only)
+        if parts is _TIMED_OUT:
+            return
+        if parts is None:
+            continue
+        try:
+            topic, header, payload = decode_message(parts)
+        except WireError as exc:
+            tally.rejected(parts, exc)
+            continue
+        seq = tally.arrived(topic, header)
+        tally.out(format_line(topic, header, payload))
+        if topic == STATUS_TOPIC:  # heartbeats are shown, not counted as data messages
+            tally.counts["status"] += 1
+            continue
+        if saver is not None:
+            saver.save(topic, header, payload, seq)
+        tally.counts["received"] += 1
+
+
+def _checked(endpoint: str) -> str:
+    try:
+        return check_endpoint(endpoint, bind=False)
+    except ValueError as exc:
+        msg = str(exc)
+        raise WireError(msg if endpoint in msg else f"{endpoint}: {msg}") from None
+
+
+class _Tally:
+    """Counts of a listener and the gaps in each topic's ``seq`` (lines about them go to ``out``)."""
+
+    def __init__(self, counts: dict, out: Callable[[str], None]):
+        self.counts, self.out = counts, out
+        counts.update(received=0, rejected=0, missed=0, status=0)
+        self.last_seq: dict[str, int] = {}
+        self.unplaced = 0  # rejected messages whose seq could not be read: they explain that much of the next gap
+
+    def rejected(self, parts: list, exc: Exception) -> None:
+        self.counts["rejected"] += 1
+        topic, seq = _topic_seq(parts)
+        self.out(f"rejected message{'' if seq is None else f' seq {seq}'}: {exc}")
+        if seq is None or topic is None:
+            self.unplaced += 1
+        else:  # it arrived, so it is no gap
+            self.last_seq[topic] = max(seq, self.last_seq.get(topic, seq))
+
+    def arrived(self, topic: str, header: dict) -> int:
+        """A well-formed message: report a gap before it; returns its seq."""
+        seq = int(header.get("seq", -1))
+        last = self.last_seq.get(topic)
+        if last is not None and seq > last + 1:
+            missed = seq - last - 1 - self.unplaced
+            if missed > 0:
+                self.out(f"{topic} gap: {missed} message(s) missed")
+                self.counts["missed"] += missed
+        self.unplaced = 0
+        self.last_seq[topic] = seq
+        return seq
 
 
 def _topic_seq(parts: list) -> tuple[str | None, int | None]:

@@ -155,3 +155,32 @@ def test_function_local_and_relative_imports_count(source, expected):
              "hearflow.model.htf", "hearflow.media.flow"}
     found = _imported("hearflow.media.flow", PACKAGE / "media" / "flow.py", ast.parse(source), known)
     assert found == expected
+
+
+# --------------------------------------------------------------------------- room sizes
+MAX_FUNCTION_LINES = 60
+MAX_FILE_LINES = 600
+
+
+def long_functions(tree: ast.AST, module: str, limit: int = MAX_FUNCTION_LINES) -> list[str]:
+    """Functions (methods too) longer than ``limit`` lines, docstring included."""
+    return [f"{module}.{n.name}: {n.end_lineno - n.lineno + 1} lines"
+            for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))
+            and n.end_lineno - n.lineno + 1 > limit]
+
+
+def test_no_function_over_60_lines_and_no_file_over_600():
+    # a function one reads in one sitting, a module with one job
+    long, big = [], []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        text = path.read_text()
+        long += long_functions(ast.parse(text), _module_name(path))
+        if len(text.splitlines()) > MAX_FILE_LINES:
+            big.append(f"{_module_name(path)}: {len(text.splitlines())} lines")
+    assert long == [] and big == []
+
+
+def test_the_size_check_catches_a_long_function():
+    body = "\n".join(f"    x{i} = {i}" for i in range(MAX_FUNCTION_LINES))
+    assert long_functions(ast.parse(f"def f():\n{body}\n"), "m") == [f"m.f: {MAX_FUNCTION_LINES + 1} lines"]
+    assert long_functions(ast.parse("def g():\n    return 1\n"), "m") == []

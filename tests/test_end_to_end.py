@@ -11,6 +11,8 @@ paths on one machine (docs/results.md lists what each reached).
 
 from pathlib import Path
 
+import pytest
+
 from hearflow import config
 from hearflow.media.synth import SynthConfig, generate
 from hearflow.trainer.evaluate import evaluate_model
@@ -20,6 +22,7 @@ from hearflow.trainer.train import train
 RECIPE = Path(__file__).parent.parent / "configs" / "synth_tiny.yaml"
 
 
+@pytest.mark.slow
 def test_train_then_eval_beats_the_centre_prior(tmp_path):
     data = tmp_path / "data"
     # many short, small clips: what the model needs is variety, not length

@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import av
 import cv2
 
@@ -20,6 +22,7 @@ def run_example(name, *args):
     return proc.stdout
 
 
+@pytest.mark.slow
 def test_localize_one_frame_points_into_the_sounding_box(synth_dir, tmp_path):
     records = {r["file"]: r for r in json.loads((synth_dir / "annotations.json").read_text())}
     clips = [c for c in sorted(records) if c.startswith("test_") and records[c]["bbox"]][:3]
@@ -40,6 +43,7 @@ def test_localize_one_frame_points_into_the_sounding_box(synth_dir, tmp_path):
     assert inside >= 2, f"peak in the sounding box for {inside} of {len(clips)} clips"
 
 
+@pytest.mark.slow
 def test_annotate_video_writes_every_frame_and_the_sound(synth_dir, tmp_path):
     src = synth_dir / "videos" / "test_00000.mp4"
     out = tmp_path / "annotated.mp4"

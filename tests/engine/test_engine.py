@@ -154,6 +154,7 @@ def test_zmq_to_a_real_subscriber_process(model_dir, onset_clip, tmp_path):
     assert "20 messages" in out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_sigint_finalises_files(model_dir, tmp_path, sig):
     proc = subprocess.Popen(

@@ -90,6 +90,7 @@ class StallingSource(VideoSource):
         ctx.stop.wait()  # unplugged: nothing more, but the thread (and the engine) go on
 
 
+@pytest.mark.slow
 def test_source_that_stops_delivering_is_reported_lost_within_2s_while_the_engine_runs(model_dir):
     port = free_port()
     ctx = zmq.Context()
@@ -218,6 +219,7 @@ def test_mcap_message_definitions_are_the_ros2_ones():
         assert text.strip() == ts.generate_msgdef(name, ros_version=2)[0].strip(), name
 
 
+@pytest.mark.slow
 def test_sigkill_leaves_a_readable_mcap_missing_at_most_2s(tmp_path):
     rec, lines = tmp_path / "live.mcap", tmp_path / "live.jsonl"
     proc = subprocess.Popen(

@@ -78,6 +78,7 @@ def check_synth_sync(times, grays, pcm, rate, seed=0):
 
 
 # ------------------------------------------------------------------------------------ SIGKILL
+@pytest.mark.slow
 @pytest.mark.parametrize("kill_after", [3.0, 5.0, 8.0])
 def test_sigkill_leaves_a_playable_synced_recording(tmp_path, kill_after):
     """SIGKILL ``kill_after`` seconds after the first frame reached the disk (one run at a
@@ -106,6 +107,7 @@ def test_sigkill_leaves_a_playable_synced_recording(tmp_path, kill_after):
     check_synth_sync(times, grays, pcm, rate)
 
 
+@pytest.mark.slow
 def test_clean_stop_remuxes_to_mp4_and_keeps_sync(tmp_path):
     proc = hearflow_run("--video", "synth", "--audio", "synth", "--duration", "3", "--sink",
                         f"video:{tmp_path}/a.mp4")
@@ -127,6 +129,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_full_disk_fails_the_sinks_and_exit_code_3(tmp_path):
     limit = 60_000  # bytes any file of the run may hold: both outputs hit it within 2 s of media
 

@@ -100,6 +100,7 @@ def assert_same_maps(got, want):
 
 
 # ----------------------------------------------------------------------------- parity
+@pytest.mark.slow
 @pytest.mark.parametrize("batch", [1, 5])
 def test_parity_random_inputs_batch_1_and_n(exported, batch):
     _, model, _, _, _, be = exported

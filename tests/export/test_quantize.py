@@ -63,6 +63,7 @@ def test_inputs(synth_dir):
             for k, src in (("frame", "frame"), ("flow", "flow"), ("spectrogram", "spec"))}
 
 
+@pytest.mark.slow
 def test_int8_runs_at_batch_1_and_n_and_follows_fp32(int8_export, test_inputs):
     _, out, _ = int8_export
     int8 = OnnxRuntimeBackend(out, device="cpu", threads=1)
@@ -158,6 +159,7 @@ def test_dataset_calibration_inputs_prefer_train(synth_dir):
     assert split == "train" and x["frame"].shape == (5, 3, 128, 128) and x["spectrogram"].shape[:2] == (5, 1)
 
 
+@pytest.mark.slow
 def test_precision_errors(int8_export, tmp_path):
     import shutil
 
@@ -208,6 +210,7 @@ def test_damaged_int8_graph_or_manifest(int8_export, tmp_path):
         read_manifest(copy)
 
 
+@pytest.mark.slow
 def test_bench_compares_fp32_and_int8(int8_export):
     from hearflow.export.model_benchmark import bench_model, format_bench
 

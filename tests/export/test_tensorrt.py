@@ -73,6 +73,7 @@ def _checkpoint(path, cfg=TINY, seed=0):
     return model
 
 
+@pytest.mark.slow
 def test_fp16_graph_conversion(tmp_path):
     """The mixed-precision graph keeps float32 I/O and the normalisation in FP32."""
     pytest.importorskip("onnxconverter_common", reason="needs `pip install 'hearflow[gpu]'` (onnxconverter-common)")

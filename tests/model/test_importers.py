@@ -366,6 +366,7 @@ def test_htf_compat_flow_keeps_only_positive_motion():
 
 
 # --------------------------------------------------------------------------- export + engine
+@pytest.mark.slow
 def test_imported_htf_exports_to_onnx_and_runs_in_the_engine(htf_maxpool, tmp_path):
     """The imported model (htf_compat: Farneback at native resolution, flow to the next
     frame, centred audio) goes through ONNX export and the engine on a real clip."""

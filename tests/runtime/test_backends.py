@@ -45,6 +45,7 @@ def one_line(exc_info) -> str:
 
 
 # ----------------------------------------------------------------------------- dispatch
+@pytest.mark.slow
 def test_load_backend_picks_the_runtime_from_the_folder(model_dirs):
     ckpt, export = model_dirs
     assert isinstance(load_backend(ckpt), TorchBackend)

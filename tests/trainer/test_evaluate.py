@@ -146,6 +146,7 @@ def write_bad(path: Path, kind: str) -> None:
     ("object", ["object array"]),
     ("strings", ["not numbers"]),
 ])
+@pytest.mark.slow
 def test_bad_map_file_is_one_line_naming_it(tmp_path, kind, words):
     write_vggss(tmp_path / "ann.json", [{"file": "a", "class": "x", "bbox": [[0.1, 0.1, 0.6, 0.6]]},
                                         {"file": "b", "class": "y", "bbox": [[0.2, 0.2, 0.5, 0.5]]}])
@@ -158,6 +159,7 @@ def test_bad_map_file_is_one_line_naming_it(tmp_path, kind, words):
     assert not (tmp_path / "out" / "summary.json").exists()
 
 
+@pytest.mark.slow
 def test_bad_npz_entry_and_non_zip_npz_are_named(tmp_path):
     write_vggss(tmp_path / "ann.json", [{"file": "a", "class": "x", "bbox": [[0.1, 0.1, 0.6, 0.6]]}])
     np.savez(tmp_path / "nan.npz", a=np.full((7, 7), np.nan, np.float32))
@@ -172,6 +174,7 @@ def test_bad_npz_entry_and_non_zip_npz_are_named(tmp_path):
     assert_one_line_error(proc, tmp_path / "text.npz", "not a zip archive")
 
 
+@pytest.mark.slow
 def test_missing_maps_are_an_error_unless_allowed(tmp_path):
     ids = [f"clip{i}" for i in range(8)]
     write_vggss(tmp_path / "ann.json", [{"file": k, "class": "x", "bbox": [[0.1, 0.1, 0.6, 0.6]]} for k in ids]

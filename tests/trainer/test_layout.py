@@ -58,6 +58,7 @@ def lines(text: str) -> list[str]:
     return [line for line in text.splitlines() if line.strip()]
 
 
+@pytest.mark.slow
 def test_auto_prefers_the_videos_and_flickr_is_chosen_by_name(mixed, tmp_path):
     auto = find_clips(mixed)
     assert auto.layout == "videos" and resolve_layout(mixed) == "videos"
@@ -78,6 +79,7 @@ def test_auto_prefers_the_videos_and_flickr_is_chosen_by_name(mixed, tmp_path):
         find_clips(mixed / "videos", layout="flickr")
 
 
+@pytest.mark.slow
 def test_prepare_cli_says_the_layout_counts_and_flow_and_layout_flickr_switches(mixed, tmp_path):
     boxes_videos, boxes_flickr = expected_counts(mixed)
     proc = hearflow_cli("prepare", mixed, tmp_path / "v", "image_size=64", "--workers", "2")
@@ -101,6 +103,7 @@ def test_prepare_cli_says_the_layout_counts_and_flow_and_layout_flickr_switches(
                                   "this run reads the flickr layout; use another folder or delete it"]
 
 
+@pytest.mark.slow
 def test_a_finished_cache_of_the_other_layout_is_never_reused(mixed, tmp_path):
     flickr = ensure_cache(mixed, CFG, tmp_path / "c", workers=2, progress=False, layout="flickr")
     with pytest.raises(PrepareError, match="prepared from the flickr layout, this run reads the videos layout"):
@@ -110,6 +113,7 @@ def test_a_finished_cache_of_the_other_layout_is_never_reused(mixed, tmp_path):
     assert ensure_cache(flickr, CFG, progress=False) == flickr  # auto takes the cache as it is
 
 
+@pytest.mark.slow
 def test_train_with_still_frames_warns_a_flow_model_and_records_the_layout(mixed, tmp_path):
     common = ["configs/synth_tiny.yaml", f"data.path={mixed}", "data.workers=0", "data.prepare_workers=2",
               "preprocess.image_size=64", "model.feature_size=7", "train.batch_size=8", "train.epochs=1",
@@ -134,6 +138,7 @@ def test_train_with_still_frames_warns_a_flow_model_and_records_the_layout(mixed
         "error: command line: 'data.layout' must be 'auto' or 'videos' or 'flickr', got 'stills'"]
 
 
+@pytest.mark.slow
 def test_eval_of_a_flow_model_on_still_frames_warns(mixed, tmp_path):
     model = ROOT / "checkpoints" / "synth_tiny"
     proc = hearflow_cli("eval", model, mixed, "--out", tmp_path / "e", "--layout", "flickr", "--no-listen",

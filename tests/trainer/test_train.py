@@ -56,6 +56,7 @@ def test_validation_split_is_never_the_test_split(synth_dir, tmp_path):
         train(small_cfg(synth_dir, tmp_path / "x", **{"data.val_split": "test"}), progress=False)
 
 
+@pytest.mark.slow
 def test_ddp_two_gloo_processes(synth_dir, tmp_path):
     cfg = small_cfg(synth_dir, tmp_path / "ddp", **{"train.epochs": 1, "train.threads": 1})
     cfg_path = config.save(cfg, tmp_path / "ddp.yaml")
@@ -70,6 +71,7 @@ def test_ddp_two_gloo_processes(synth_dir, tmp_path):
     assert load_checkpoint(tmp_path / "ddp" / "last").meta["epoch"] == 1
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_loader_workers_give_the_same_training(synth_dir, tmp_path):
     # workers come from a fork server; OpenCV's pool running here first must not matter

@@ -466,3 +466,16 @@ def test_engine_page_in_headless_chromium(tmp_path):
     assert not http_sink["failed"]
     assert http_sink["written"] + http_sink["dropped"] == summary["processed"]
     assert http_sink["dropped"] <= max(2, summary["processed"] // 50), summary
+
+
+def test_engine_heartbeat_state_wins_over_what_results_tell():
+    from hearflow.engine.sinks.live import LiveStats
+
+    stats = LiveStats()
+    assert "engine" not in stats.status() and stats.status()["source"] != "source lost"
+    stats.set_engine({"state": "source lost", "last_error": "camera 0: no frame for 2.0 s", "fps_in": 0.0})
+    status = stats.status()
+    assert status["source"] == "source lost"
+    assert status["engine"] == {"state": "source lost", "last_error": "camera 0: no frame for 2.0 s"}
+    stats.set_engine({"state": "running"})
+    assert stats.status()["source"] != "source lost"  # running: the results' own view stands

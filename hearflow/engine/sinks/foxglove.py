@@ -129,22 +129,37 @@ class FoxgloveSink(Sink):
         if result.rgb is not None and ch["overlay"].has_sinks():
             ch["overlay"].log(CompressedImage(timestamp=stamp, frame_id=self.frame_id, format="jpeg",
                                               data=self._encode(result)))
-        w, h = result.frame_size
-        x, y = float(result.peak[0]) * w, float(result.peak[1]) * h
-        if np.isfinite(x) and np.isfinite(y):
-            conf = float(np.nan_to_num(result.confidence))
-            white = Color(r=1.0, g=1.0, b=1.0, a=1.0)
-            ch["peaks"].log(ImageAnnotations(
-                timestamp=stamp,
-                circles=[CircleAnnotation(timestamp=stamp, position=Point2(x=x, y=y), diameter=max(8.0, 0.06 * max(w, h)),
-                                          thickness=2.0, outline_color=white, fill_color=Color(a=0.0))],
-                texts=[TextAnnotation(timestamp=stamp, position=Point2(x=x + 0.04 * w, y=y), text=f"conf {conf:.2f}",
-                                      font_size=max(10.0, 0.04 * h), text_color=white,
-                                      background_color=Color(a=0.6))],
-            ))
+        ch["peaks"].log(self._annotations(result, stamp))
         if now - self._last_status >= STATUS_EVERY_S:
             self._last_status = now
             ch["status"].log(self.stats.status(now))
+
+    def write_status(self, status: dict) -> None:
+        # the engine's heartbeat reaches Foxglove even when no frame does (a lost camera)
+        self.stats.set_engine(status)
+        if self._channels:
+            self._channels["status"].log(self.stats.status())
+
+    def _annotations(self, result: Result, stamp) -> ImageAnnotations:
+        """A circle and a label per tracked peak (the map's peak when none is above the
+        threshold), in the overlay's pixel coordinates."""
+        w, h = result.frame_size
+        conf = float(np.nan_to_num(result.confidence))
+        marks = [(p.x, p.y, f"#{p.track_id} {p.value:+.2f}") for p in result.peaks] or \
+            [(float(result.peak[0]), float(result.peak[1]), f"conf {conf:.2f}")]
+        white = Color(r=1.0, g=1.0, b=1.0, a=1.0)
+        circles, texts = [], []
+        for nx, ny, label in marks:
+            x, y = float(nx) * w, float(ny) * h
+            if not (np.isfinite(x) and np.isfinite(y)):
+                continue
+            circles.append(CircleAnnotation(timestamp=stamp, position=Point2(x=x, y=y),
+                                            diameter=max(8.0, 0.06 * max(w, h)), thickness=2.0,
+                                            outline_color=white, fill_color=Color(a=0.0)))
+            texts.append(TextAnnotation(timestamp=stamp, position=Point2(x=x + 0.04 * w, y=y), text=label,
+                                        font_size=max(10.0, 0.04 * h), text_color=white,
+                                        background_color=Color(a=0.6)))
+        return ImageAnnotations(timestamp=stamp, circles=circles, texts=texts)
 
     def _encode(self, result: Result) -> bytes:
         cv2 = self._cv2

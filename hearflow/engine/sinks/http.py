@@ -172,6 +172,9 @@ class HttpSink(Sink):
         with self._lock:
             return self._header
 
+    def write_status(self, status: dict) -> None:
+        self.stats.set_engine(status)
+
     def status(self) -> dict:
         out = self.stats.status()
         out["viewers"] = self.hub.viewers

@@ -102,6 +102,13 @@ class LiveStats:
         self._first_seq: int | None = None
         self._first_capture_seq: int | None = None
         self._t_last: float | None = None
+        self._engine: dict | None = None
+
+    def set_engine(self, status: dict) -> None:
+        """The engine's own heartbeat (``hearflow.status``): its state and last error win
+        over what the results alone can tell (a lost camera, a reconnect)."""
+        with self._lock:
+            self._engine = dict(status)
 
     def add(self, result: Result, now: float | None = None) -> None:
         now = time.monotonic() if now is None else now
@@ -122,12 +129,17 @@ class LiveStats:
             recent = list(self._recent)
             last, received, t_last = self._last, self._received, self._t_last
             first_seq, first_cseq = self._first_seq, self._first_capture_seq
+            engine = self._engine
         out: dict = {
             "computed_from": f"the results this sink received in the last {self.window_s:g} s "
                              "(latency: capture -> received by this sink)",
             "source": _source_state(last, t_last, now, ended),
             "received": received,
         }
+        if engine is not None:
+            out["engine"] = {k: engine.get(k) for k in ("state", "last_error") if k in engine}
+            if engine.get("state") not in (None, "running"):
+                out["source"] = engine["state"]  # starting, source lost, reconnecting, stopping
         if last is None:
             return out
         in_window = [r for r in recent if r[0] >= now - self.window_s]

@@ -1,12 +1,13 @@
 """Run a command on a quiet CPU and again beside one busy process; report both and the ratio.
 
-    python scripts/contended.py -- hearflow bench engine checkpoints/synth_tiny --seconds 20 --json
+    python scripts/contended.py --json-key fps_out --json-file out/b.json -- \
+        hearflow bench engine checkpoints/synth_tiny --no-realtime --seconds 20 --json out/b.json
     python scripts/contended.py --repeat 2 -- hearflow train configs/synth_tiny.yaml train.epochs=1 ...
 
 The competitor is one process spinning in a loop (what a shared workstation or a robot's
 other software does to a core). Each configuration runs --repeat times, alternating, and
 the wall time of each run is printed; with --json-key KEY the command's JSON output (its
-last line that parses as JSON) is read too and KEY reported (e.g. fps). Measure on an
+last line that parses as JSON, or --json-file) is read too and KEY reported (e.g. fps_out). Measure on an
 otherwise quiet machine: the point is the ratio contended / quiet.
 """
 
@@ -26,14 +27,17 @@ def spin(stop) -> None:
         pass
 
 
-def run_once(cmd: list[str], key: str | None) -> tuple[float, float | None]:
+def run_once(cmd: list[str], key: str | None, json_file: str | None = None) -> tuple[float, float | None]:
     t = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True)
     wall = time.perf_counter() - t
     if proc.returncode != 0:
         sys.exit(f"command failed ({proc.returncode}): {proc.stderr.strip().splitlines()[-1:]}")
     value = None
-    if key:
+    if key and json_file:
+        with open(json_file) as f:
+            value = float(_dig(json.load(f), key))
+    elif key:
         for line in reversed(proc.stdout.strip().splitlines()):
             try:
                 value = float(_dig(json.loads(line), key))
@@ -53,6 +57,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--json-key", help="dotted key of a number in the command's JSON output, e.g. fps")
+    ap.add_argument("--json-file", help="read --json-key from this file the command writes instead of its output")
     ap.add_argument("cmd", nargs=argparse.REMAINDER, help="-- COMMAND ...")
     args = ap.parse_args(argv)
     cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
@@ -66,7 +71,7 @@ def main(argv=None) -> int:
             if competitor:
                 competitor.start()
             try:
-                wall, value = run_once(cmd, args.json_key)
+                wall, value = run_once(cmd, args.json_key, args.json_file)
             finally:
                 if competitor:
                     stop.set()

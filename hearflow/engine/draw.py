@@ -103,3 +103,15 @@ def status_lines(result, fps: float | None = None, latency_ms: float | None = No
     if result.warming_up:
         lines.append("warming up (audio window incomplete)")
     return lines
+
+
+def overlay_jpeg(rgb: np.ndarray, heat_map: np.ndarray, peak, alpha: float = 0.45,
+                 confidence: float | None = None, quality: int = 80) -> bytes:
+    """The overlay (no text: viewers show the numbers themselves) as JPEG bytes, what the
+    ZeroMQ, MCAP, page and Foxglove sinks send. Raises ValueError if encoding fails."""
+    bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+    img = overlay(bgr, np.asarray(heat_map), peak, (), alpha, confidence, order="bgr")
+    ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    if not ok:
+        raise ValueError("JPEG encoding failed")
+    return buf.tobytes()

@@ -40,7 +40,7 @@ from pathlib import Path
 
 import torch
 
-from hearflow.media.preprocess import PreprocessConfig, ezvsl_compat, htf_compat
+from hearflow.media.preprocess import ezvsl_compat, htf_compat
 from hearflow.model.checkpoint import SIDECAR, WEIGHTS, CheckpointError, file_sha256, save_checkpoint
 from hearflow.model.htf import HTFModel, ModelConfig
 

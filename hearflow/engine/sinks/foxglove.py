@@ -81,7 +81,6 @@ class FoxgloveSink(Sink):
         self._ctx = None
         self._channels: dict = {}
         self._last_status = float("-inf")
-        self._cv2 = None
 
     @classmethod
     def from_spec(cls, arg: str, options: SinkOptions) -> FoxgloveSink:
@@ -93,9 +92,6 @@ class FoxgloveSink(Sink):
         return f"foxglove:{self.port}" if self.port else f"foxglove:{id(self)}"
 
     def open(self, info: StreamInfo) -> None:
-        import cv2
-
-        self._cv2 = cv2
         # a context of its own: its channels go to this server only, not to the SDK's global
         # one; kept referenced, since the SDK closes a collected context's channels
         self._ctx = ctx = foxglove.Context()
@@ -162,14 +158,10 @@ class FoxgloveSink(Sink):
         return ImageAnnotations(timestamp=stamp, circles=circles, texts=texts)
 
     def _encode(self, result: Result) -> bytes:
-        cv2 = self._cv2
-        bgr = cv2.cvtColor(result.rgb, cv2.COLOR_RGB2BGR)
-        img = draw.overlay(bgr, result.map, result.peak, (), self.alpha, result.confidence, order="bgr")
-        ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, self.jpeg_quality])
-        if not ok:
-            raise HearflowError(f"{self.name}: JPEG encoding failed")
+        jpeg = draw.overlay_jpeg(result.rgb, result.map, result.peak, self.alpha, result.confidence,
+                                 self.jpeg_quality)
         self.encoded += 1
-        return buf.tobytes()
+        return jpeg
 
     def close(self) -> None:
         for channel in self._channels.values():

@@ -22,7 +22,6 @@ import json
 import select
 import socket
 import threading
-import time
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -113,7 +112,6 @@ class HttpSink(Sink):
         self._model = ""
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
-        self._cv2 = None
 
     @classmethod
     def from_spec(cls, arg: str, options: SinkOptions) -> HttpSink:
@@ -130,9 +128,6 @@ class HttpSink(Sink):
         return f"http://{url_host(host)}:{self.port}/"
 
     def open(self, info: StreamInfo) -> None:
-        import cv2
-
-        self._cv2 = cv2
         self._model = info.model or ""
         server_cls = _Server6 if ":" in self.host else _Server
         try:
@@ -159,14 +154,10 @@ class HttpSink(Sink):
             self.hub.publish(result.seq, self._encode(result))
 
     def _encode(self, result: Result) -> bytes:
-        cv2 = self._cv2
-        bgr = cv2.cvtColor(result.rgb, cv2.COLOR_RGB2BGR)
-        img = draw.overlay(bgr, result.map, result.peak, (), self.alpha, result.confidence, order="bgr")
-        ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, self.jpeg_quality])
-        if not ok:
-            raise HearflowError(f"{self.name}: JPEG encoding failed")
+        jpeg = draw.overlay_jpeg(result.rgb, result.map, result.peak, self.alpha, result.confidence,
+                                 self.jpeg_quality)
         self.encoded += 1
-        return buf.tobytes()
+        return jpeg
 
     def latest_header(self) -> bytes:
         with self._lock:

@@ -23,13 +23,12 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
 
 from hearflow.engine import draw
 from hearflow.engine.packets import Result
 from hearflow.engine.sinks.base import Sink, SinkOptions, StreamInfo, check_writable
 from hearflow.engine.sinks.registry import register_sink
-from hearflow.engine.wire import HEATMAP_SCHEMA, STATUS_SCHEMA, encode_jpeg, encode_message, encode_status
+from hearflow.engine.wire import HEATMAP_SCHEMA, STATUS_SCHEMA, encode_message, encode_status
 from hearflow.errors import HearflowError
 
 TOPICS = {"heatmap": "/hearflow/heatmap", "overlay": "/hearflow/overlay", "bearing": "/hearflow/bearing",
@@ -169,12 +168,9 @@ class McapSink(Sink):
             self._write_ros("bearing", "geometry_msgs/msg/Vector3Stamped", bearing, t, seq)
         self._write_json("header", h, t)
         if self.overlay and result.rgb is not None:
-            import cv2
-
-            bgr = cv2.cvtColor(result.rgb, cv2.COLOR_RGB2BGR)
-            img = draw.overlay(bgr, np.asarray(result.map), result.peak, (), self.alpha, result.confidence, order="bgr")
-            self._write_ros("overlay", "sensor_msgs/msg/CompressedImage",
-                            compressed_msg(h, encode_jpeg(img, self.jpeg_quality)), t, seq)
+            jpeg = draw.overlay_jpeg(result.rgb, result.map, result.peak, self.alpha, result.confidence,
+                                     self.jpeg_quality)
+            self._write_ros("overlay", "sensor_msgs/msg/CompressedImage", compressed_msg(h, jpeg), t, seq)
         self._maybe_flush()
 
     def write_status(self, status: dict) -> None:

@@ -18,7 +18,6 @@ from hearflow.engine.sinks.registry import register_sink
 from hearflow.engine.wire import (
     DEFAULT_ENDPOINT,
     check_endpoint,
-    encode_jpeg,
     encode_message,
     encode_status,
     is_loopback,
@@ -108,12 +107,10 @@ class ZmqSink(Sink):
         wall_offset = time.time() - time.monotonic()
         self._send(encode_message(result, frame_id=self.frame_id, wall_offset=wall_offset, model=self._model))
         if self.overlay and result.rgb is not None:
-            import cv2
-
-            bgr = cv2.cvtColor(result.rgb, cv2.COLOR_RGB2BGR)
-            img = draw.overlay(bgr, result.map, result.peak, (), self.alpha, result.confidence, order="bgr")
-            jpeg = encode_jpeg(img, self.jpeg_quality)
-            self._send(encode_message(result, frame_id=self.frame_id, jpeg=jpeg, jpeg_size=(img.shape[1], img.shape[0]),
+            jpeg = draw.overlay_jpeg(result.rgb, result.map, result.peak, self.alpha, result.confidence,
+                                     self.jpeg_quality)
+            h, w = result.rgb.shape[:2]
+            self._send(encode_message(result, frame_id=self.frame_id, jpeg=jpeg, jpeg_size=(w, h),
                                       wall_offset=wall_offset, model=self._model))
 
     def write_status(self, status: dict) -> None:

@@ -16,12 +16,13 @@ numpy modules' constants), same results within rounding:
   scaling, as :func:`hearflow.media.audio.log_spectrogram` (≤ 1e-4 apart in the log domain).
 
 Images here are float32 tensors holding 0..255 values, channels first (..., C, H, W).
-Tap tables are made once per (input size, output size, filter, device) and cached.
+Tap tables are made once per (input size, output size, filter, device) and cached, as\nsparse matrices (a resize is two sparse × dense products).
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from functools import lru_cache
 
 import numpy as np
@@ -150,23 +151,39 @@ def tap_table(n_in: int, n_out: int, mode: str, shrinking: bool = True) -> tuple
 _DEVICE_TABLES: dict = {}
 
 
-def _device_table(n_in: int, n_out: int, mode: str, shrinking: bool, device) -> tuple[torch.Tensor, torch.Tensor]:
-    """tap_table on ``device`` (idx int64, w float32), made once per key."""
+def _device_table(n_in: int, n_out: int, mode: str, shrinking: bool, device) -> torch.Tensor:
+    """tap_table on ``device`` as a sparse (n_out, n_in) float32 CSR matrix, made once per key.
+
+    Sparse: a row has K ≤ ~13 non-zeros of n_in, and a sparse product is ~4× faster than a
+    dense one on a CPU core and a gather (640×480 → 224: 3 ms against 13 ms); on CUDA it also
+    keeps full float32 accumulation whatever torch's TF32 setting is.
+    """
     key = (n_in, n_out, mode, shrinking, str(device))
     t = _DEVICE_TABLES.get(key)
     if t is None:
         idx, w = tap_table(n_in, n_out, mode, shrinking)
-        t = _DEVICE_TABLES[key] = (torch.from_numpy(idx).to(device), torch.from_numpy(w).float().to(device))
+        dense = np.zeros((n_out, n_in), np.float64)
+        np.add.at(dense, (np.arange(n_out)[:, None], idx), w)  # clamped edge taps add up
+        with warnings.catch_warnings():  # "sparse CSR support is in beta": the product used here is not
+            warnings.simplefilter("ignore", UserWarning)
+            t = torch.from_numpy(dense).float().to_sparse_csr().to(device)
+        _DEVICE_TABLES[key] = t
     return t
 
 
 # --- frames --------------------------------------------------------------------------------
-def _along_width(x: torch.Tensor, idx: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    return (x[..., idx] * w).sum(-1)  # (..., H, n_out, K) → (..., H, n_out)
+def _along_width(x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+    """(..., H, W) → (..., H, n_out): out = x · mᵀ."""
+    lead = x.shape[:-1]
+    out = m @ x.reshape(-1, x.shape[-1]).T  # (n_out, ...·H)
+    return out.T.reshape(lead + (m.shape[0],))
 
 
-def _along_height(x: torch.Tensor, idx: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    return (x[..., idx, :] * w[..., None]).sum(-2)  # (..., n_out, K, W) → (..., n_out, W)
+def _along_height(x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+    """(..., H, W) → (..., n_out, W): out = m · x."""
+    moved = x.movedim(-2, 0)  # (H, ..., W)
+    out = m @ moved.reshape(moved.shape[0], -1)  # (n_out, ...·W)
+    return out.reshape((m.shape[0],) + moved.shape[1:]).movedim(0, -2)
 
 
 def resample(x: torch.Tensor, size: int, mode: str, quantize: bool = True) -> torch.Tensor:
@@ -183,16 +200,16 @@ def resample(x: torch.Tensor, size: int, mode: str, quantize: bool = True) -> to
     wx = _device_table(w, size, mode, shrinking, x.device)
     wy = _device_table(h, size, mode, shrinking, x.device)
     if mode != "pil_bicubic":  # OpenCV: horizontal, then vertical, in one float computation
-        x = _along_height(_along_width(x, *wx), *wy)
+        x = _along_height(_along_width(x, wx), wy)
         return x.round_().clamp_(0, 255) if quantize else x
     # PIL keeps the first pass as 8-bit, so the order counts: it runs first the pass that
     # leaves the smaller intermediate image (vertical first for images taller than wide)
     first, second = ((_along_height, wy), (_along_width, wx)) if w < h else ((_along_width, wx), (_along_height, wy))
     # PIL's fixed point rounds halves up (ties are common when enlarging: 4/7 scales)
-    x = first[0](x, *first[1])
+    x = first[0](x, first[1])
     if quantize:
         x = x.add_(0.5).floor_().clamp_(0, 255)
-    x = second[0](x, *second[1])
+    x = second[0](x, second[1])
     return x.add_(0.5).floor_().clamp_(0, 255) if quantize else x
 
 

@@ -234,11 +234,20 @@ def to_gray(x: torch.Tensor) -> torch.Tensor:
     return torch.floor_divide(y + (1 << 14), 1 << 15)
 
 
+_STATS: dict = {}
+
+
+def _stats(cfg: PreprocessConfig, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """cfg.mean and cfg.std as (3, 1, 1) tensors on ``device``, made once (no upload per frame)."""
+    key = (cfg.mean, cfg.std, str(device))
+    if key not in _STATS:
+        _STATS[key] = tuple(torch.tensor(v, dtype=torch.float32).view(3, 1, 1).to(device) for v in (cfg.mean, cfg.std))
+    return _STATS[key]
+
+
 def normalize(x: torch.Tensor, cfg: PreprocessConfig) -> torch.Tensor:
     """float (..., 3, S, S) 0..255 → ``(x / 255 - mean) / std`` (media.frames.normalize_frame)."""
-    shape = (3, 1, 1)
-    mean = torch.tensor(cfg.mean, dtype=torch.float32, device=x.device).view(shape)
-    std = torch.tensor(cfg.std, dtype=torch.float32, device=x.device).view(shape)
+    mean, std = _stats(cfg, x.device)
     return (x / 255.0 - mean) / std
 
 
@@ -263,8 +272,10 @@ def encode_flow(raw: torch.Tensor, fps: float, cfg: PreprocessConfig) -> torch.T
         raise ValueError(f"fps must be positive, got {fps}")
     x = resample(x, size, "area", quantize=False)  # float field: OpenCV INTER_AREA, no rounding
     k = float(fps) / cfg.flow_ref_fps / cfg.flow_clip
-    scale = torch.tensor([k * size / width, k * size / height], dtype=torch.float32, device=x.device)
-    return (x * scale.view(2, 1, 1)).clamp_(-1.0, 1.0)
+    x = x.clone() if x.data_ptr() == raw.data_ptr() else x  # never scale the caller's field in place
+    x[:, 0] *= k * size / width
+    x[:, 1] *= k * size / height
+    return x.clamp_(-1.0, 1.0)
 
 
 # --- audio ---------------------------------------------------------------------------------

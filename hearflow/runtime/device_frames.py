@@ -99,6 +99,7 @@ class DeviceFrames:
             log(note)
         self._farneback = device_farneback() if self.flow_on_device else None
         self._buffers: dict = {}  # (name, shape, dtype) → (pinned host staging | None, device buffer, event)
+        self._zero_flow = None
         self.uploads = 0
         """Host→device copies made (frames, audio windows and host flows)."""
 
@@ -124,7 +125,7 @@ class DeviceFrames:
         done.synchronize()  # the previous copy out of the staging buffer has finished
         staging.copy_(src)
         dev.copy_(staging, non_blocking=True)
-        done.record()
+        done.record(torch.cuda.current_stream(self.device))  # the stream the copy went on
         return dev
 
     # --- frames and flow ----------------------------------------------------------
@@ -152,8 +153,11 @@ class DeviceFrames:
         return self.upload(np.asarray(flow, dtype=np.float32), name="flow")[None]
 
     def zero_flow(self) -> torch.Tensor:
-        s = self.cfg.image_size
-        return torch.zeros((1, 2, s, s), dtype=torch.float32, device=self.device)
+        """(1, 2, S, S) zeros, made once (the model only reads its inputs)."""
+        if self._zero_flow is None:
+            s = self.cfg.image_size
+            self._zero_flow = torch.zeros((1, 2, s, s), dtype=torch.float32, device=self.device)
+        return self._zero_flow
 
     # --- audio --------------------------------------------------------------------
     def spectrogram(self, samples: np.ndarray, rate: int) -> torch.Tensor:

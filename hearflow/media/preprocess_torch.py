@@ -186,25 +186,28 @@ def _along_height(x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
     return out.reshape((m.shape[0],) + moved.shape[1:]).movedim(0, -2)
 
 
-def resample(x: torch.Tensor, size: int, mode: str, quantize: bool = True) -> torch.Tensor:
-    """float32 (..., H, W) → (..., size, size) with filter ``mode`` (see the module docstring).
+def resample(x: torch.Tensor, size, mode: str, quantize: bool = True) -> torch.Tensor:
+    """float32 (..., H, W) → (..., OH, OW) with filter ``mode`` (see the module docstring).
 
+    size: S for S × S, or (OH, OW).
     quantize: round and saturate to 0..255 as the libraries' uint8 output is (and, for PIL,
         between the passes); False for float data (flow fields: OpenCV keeps float).
-    An image already size × size is returned as is.
+    An image already at that size is returned as is.
     """
+    oh, ow = (size, size) if isinstance(size, int) else size
     h, w = x.shape[-2:]
-    if (h, w) == (size, size):
+    if (h, w) == (oh, ow):
         return x
-    shrinking = h >= size and w >= size
-    wx = _device_table(w, size, mode, shrinking, x.device)
-    wy = _device_table(h, size, mode, shrinking, x.device)
+    shrinking = h >= oh and w >= ow
+    wx = _device_table(w, ow, mode, shrinking, x.device)
+    wy = _device_table(h, oh, mode, shrinking, x.device)
     if mode != "pil_bicubic":  # OpenCV: horizontal, then vertical, in one float computation
         x = _along_height(_along_width(x, wx), wy)
         return x.round_().clamp_(0, 255) if quantize else x
     # PIL keeps the first pass as 8-bit, so the order counts: it runs first the pass that
-    # leaves the smaller intermediate image (vertical first for images taller than wide)
-    first, second = ((_along_height, wy), (_along_width, wx)) if w < h else ((_along_width, wx), (_along_height, wy))
+    # leaves the smaller intermediate image (to a square: vertical first when taller than wide)
+    vertical_first = oh * w < h * ow
+    first, second = ((_along_height, wy), (_along_width, wx)) if vertical_first else ((_along_width, wx), (_along_height, wy))
     # PIL's fixed point rounds halves up (ties are common when enlarging: 4/7 scales)
     x = first[0](x, first[1])
     if quantize:

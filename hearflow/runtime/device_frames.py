@@ -145,8 +145,25 @@ class DeviceFrames:
 
     def flow(self, gray_a: torch.Tensor, gray_b: torch.Tensor, fps: float) -> torch.Tensor:
         """(1, 2, S, S) encoded flow from gray_a (earlier) to gray_b (later), on the device."""
-        raw = self._farneback(gray_a[None], gray_b[None], FARNEBACK_PARAMS)  # (1, H', W', 2) pixels
-        return pt.encode_flow(raw, fps, self.cfg)
+        return pt.encode_flow(self.raw_flow(gray_a, gray_b), fps, self.cfg)
+
+    def raw_flow(self, gray_a: torch.Tensor, gray_b: torch.Tensor) -> torch.Tensor:
+        """(1, H', W', 2) displacement in pixels of the grays' size, as FlowEstimator.raw:
+        with cfg.flow_max_side the grays are shrunk (area) to the bounded working size, and
+        the field is resized back (bilinear) and rescaled to the grays' pixel scale."""
+        h, w = gray_a.shape
+        max_side = getattr(self.cfg, "flow_max_side", None)
+        if max_side is None or max(h, w) <= max_side:
+            return self._farneback(gray_a[None], gray_b[None], FARNEBACK_PARAMS)
+        from hearflow.media.flow import working_size  # with flow_max_side (same PreprocessConfig version)
+
+        sw, sh = working_size(w, h, max_side)
+        small = [pt.resample(g, (sh, sw), "area")[None] for g in (gray_a, gray_b)]
+        field = self._farneback(small[0], small[1], FARNEBACK_PARAMS).permute(0, 3, 1, 2)
+        field = pt.resample(field, (h, w), "bilinear", quantize=False)
+        field[:, 0] *= w / sw
+        field[:, 1] *= h / sh
+        return field.permute(0, 2, 3, 1)
 
     def upload_flow(self, flow: np.ndarray) -> torch.Tensor:
         """A host-computed encoded flow (2, S, S) → (1, 2, S, S) on the device."""

@@ -136,3 +136,16 @@ def test_cuda_matches_cpu():
     wave = torch.from_numpy(np.random.default_rng(7).standard_normal(66150).astype(np.float32) * 0.1)
     np.testing.assert_allclose(pt.log_spectrogram(wave.cuda(), 22050, cfg).cpu().numpy(),
                                pt.log_spectrogram(wave, 22050, cfg).numpy(), atol=1e-4)
+
+
+@pytest.mark.parametrize("mode,quantize", [("area", True), ("bilinear", False)])
+def test_resample_to_a_rectangle(mode, quantize):
+    """Any output size (the bounded flow working size, and a field resized back)."""
+    img = image(120, 160, seed=1, channels=0).astype(np.float32)
+    for oh, ow in [(45, 60), (240, 320)]:
+        flag = cv2.INTER_AREA if mode == "area" else cv2.INTER_LINEAR
+        src = img.astype(np.uint8) if quantize else img
+        ref = cv2.resize(src, (ow, oh), interpolation=flag).astype(np.float32)
+        got = pt.resample(torch.from_numpy(img), (oh, ow), mode, quantize=quantize).numpy()
+        assert got.shape == (oh, ow)
+        assert np.abs(got - ref).max() <= (1.0 if quantize else 1e-3)

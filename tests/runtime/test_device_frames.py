@@ -109,3 +109,20 @@ def test_cuda_uses_pinned_staging_and_matches_cpu():
     wave = (np.random.default_rng(5).standard_normal(cfg.window_samples(22050)) * 0.2).astype(np.float32)
     np.testing.assert_allclose(gpu.spectrogram(wave, 22050).cpu().numpy(), cpu.spectrogram(wave, 22050).numpy(),
                                atol=1e-4)
+
+
+@pytest.mark.skipif(device_farneback() is None or not hasattr(PreprocessConfig(), "flow_max_side"),
+                    reason="needs hearflow.media.flow_torch and PreprocessConfig.flow_max_side")
+def test_bounded_flow_resolution_matches_the_host_estimator():
+    from hearflow.media.flow import FlowEstimator
+
+    cfg = PreprocessConfig(image_size=64, flow="torch_farneback", flow_resolution="native", flow_max_side=80)
+    base = np.random.default_rng(6).integers(0, 256, (24, 32), dtype=np.uint8)
+    big = np.kron(base, np.ones((5, 5), np.uint8))  # 120×160: shrunk to 60×80 for the flow
+    rgb_a = np.repeat(big[..., None], 3, axis=2)
+    rgb_b = np.roll(rgb_a, 3, axis=1)
+    host = FlowEstimator(cfg).raw(to_gray(rgb_a), to_gray(rgb_b))
+    dev = DeviceFrames(cfg, "cpu")
+    got = dev.raw_flow(dev.frame(rgb_a).gray, dev.frame(rgb_b).gray)[0].numpy()
+    assert got.shape == host.shape == big.shape + (2,)
+    assert np.median(np.abs(got - host)) < 0.05  # same algorithm; only resampling rounding differs

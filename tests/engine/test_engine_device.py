@@ -52,7 +52,6 @@ def assert_close_maps(host, dev):
     assert min(np.ptp(h) for h in host) > 0.05  # maps with structure, not a flat field any input would give
 
 
-@pytest.mark.slow
 def test_device_cpu_run_matches_the_host_run(clip, tmp_path):
     host = run_maps(CHECKPOINT, clip, tmp_path)
     dev = run_maps(CHECKPOINT, clip, tmp_path, device="cpu")
@@ -83,7 +82,6 @@ def torch_flow(monkeypatch):
         monkeypatch.setattr(device_frames, "device_farneback", lambda: cv_farneback)
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("pair", ["previous", "next"])
 def test_device_flow_pairs_the_same_frames_as_the_host(pair, torch_flow, clip, tmp_path):
     torch.manual_seed(0)

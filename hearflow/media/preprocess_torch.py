@@ -16,7 +16,8 @@ numpy modules' constants), same results within rounding:
   scaling, as :func:`hearflow.media.audio.log_spectrogram` (≤ 1e-4 apart in the log domain).
 
 Images here are float32 tensors holding 0..255 values, channels first (..., C, H, W).
-Tap tables are made once per (input size, output size, filter, device) and cached, as\nsparse matrices (a resize is two sparse × dense products).
+Tap tables are made once per (input size, output size, filter, device) and cached as
+matrices (sparse on a CPU, dense on a GPU): a resize is two matrix products.
 """
 
 from __future__ import annotations
@@ -152,22 +153,26 @@ _DEVICE_TABLES: dict = {}
 
 
 def _device_table(n_in: int, n_out: int, mode: str, shrinking: bool, device) -> torch.Tensor:
-    """tap_table on ``device`` as a sparse (n_out, n_in) float32 CSR matrix, made once per key.
+    """tap_table on ``device`` as an (n_out, n_in) float32 matrix, made once per key.
 
-    Sparse: a row has K ≤ ~13 non-zeros of n_in, and a sparse product is ~4× faster than a
-    dense one on a CPU core and a gather (640×480 → 224: 3 ms against 13 ms); on CUDA it also
-    keeps full float32 accumulation whatever torch's TF32 setting is.
+    On a CPU a sparse CSR matrix: a row has K ≤ ~13 non-zeros of n_in, and the sparse
+    product is ~4× faster than a dense one or a gather on a CPU core (640×480 → 224: 3 ms
+    against 13 ms). On a GPU a dense one: a product of this size takes microseconds there,
+    and dense matmul is the best-trodden path (torch keeps TF32 off for it by default).
     """
+    device = torch.device(device)
     key = (n_in, n_out, mode, shrinking, str(device))
     t = _DEVICE_TABLES.get(key)
     if t is None:
         idx, w = tap_table(n_in, n_out, mode, shrinking)
         dense = np.zeros((n_out, n_in), np.float64)
         np.add.at(dense, (np.arange(n_out)[:, None], idx), w)  # clamped edge taps add up
-        with warnings.catch_warnings():  # "sparse CSR support is in beta": the product used here is not
-            warnings.simplefilter("ignore", UserWarning)
-            t = torch.from_numpy(dense).float().to_sparse_csr().to(device)
-        _DEVICE_TABLES[key] = t
+        t = torch.from_numpy(dense).float()
+        if device.type == "cpu":
+            with warnings.catch_warnings():  # "sparse CSR support is in beta": the product used here is not
+                warnings.simplefilter("ignore", UserWarning)
+                t = t.to_sparse_csr()
+        _DEVICE_TABLES[key] = t = t.to(device)
     return t
 
 

@@ -60,7 +60,7 @@ def test_resize_of_a_grayscale_image_and_the_identity():
 def test_tap_tables_are_cached_per_device():
     a = pt._device_table(640, 224, "area", True, torch.device("cpu"))
     b = pt._device_table(640, 224, "area", True, torch.device("cpu"))
-    assert a is b and a.layout == torch.sparse_csr
+    assert a is b and a.layout == torch.sparse_csr  # sparse on a CPU
     idx, w = pt.tap_table(640, 224, "area")
     np.testing.assert_allclose(w.sum(axis=1), 1.0, atol=1e-9)  # every filter keeps a flat image flat
 

@@ -29,7 +29,7 @@ class HostInputs:
     frames_on_host = True
     """The capture thread resizes each frame (FramePacket.frame)."""
 
-    def __init__(self, pre: PreprocessConfig, rate: int, uses_flow: bool, log=None):
+    def __init__(self, pre: PreprocessConfig, rate: int, uses_flow: bool):
         self.pre, self.rate = pre, rate
         self.gray_on_host = uses_flow
         """The capture thread makes each frame's grayscale (FramePacket.gray) for a host flow."""

@@ -58,6 +58,14 @@ def test_device_cpu_run_matches_the_host_run(clip, tmp_path):
     assert_close_maps(host, dev)
 
 
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+@CUDA
+def test_device_cuda_run_matches_the_host_run(clip, tmp_path):
+    assert_close_maps(run_maps(CHECKPOINT, clip, tmp_path), run_maps(CHECKPOINT, clip, tmp_path, device="cuda"))
+
+
 def test_device_cuda_without_a_gpu_is_one_error_line(clip, tmp_path, capsys):
     if torch.cuda.is_available():
         pytest.skip("this machine has a CUDA GPU")
@@ -73,7 +81,7 @@ def cv_farneback(prev, curr, params):
     """OpenCV's Farneback on the device tensors' values: a real flow for the chaining tests
     where hearflow.media.flow_torch is not there."""
     pairs = zip(prev.cpu().numpy().astype(np.uint8), curr.cpu().numpy().astype(np.uint8))
-    return torch.from_numpy(np.stack([cv2.calcOpticalFlowFarneback(a, b, None, *params) for a, b in pairs]))
+    return torch.from_numpy(np.stack([cv2.calcOpticalFlowFarneback(a, b, None, *params) for a, b in pairs])).to(prev.device)
 
 
 @pytest.fixture
@@ -82,13 +90,14 @@ def torch_flow(monkeypatch):
         monkeypatch.setattr(device_frames, "device_farneback", lambda: cv_farneback)
 
 
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=CUDA)])
 @pytest.mark.parametrize("pair", ["previous", "next"])
-def test_device_flow_pairs_the_same_frames_as_the_host(pair, torch_flow, clip, tmp_path):
+def test_device_flow_pairs_the_same_frames_as_the_host(pair, device, torch_flow, clip, tmp_path):
     torch.manual_seed(0)
     model = tmp_path / "model"
     pre = PreprocessConfig(image_size=64, flow="farneback", flow_pair=pair)
     save_checkpoint(model, create_model(ModelConfig(backbone="resnet18_w16")), pre)
-    assert_close_maps(run_maps(model, clip, tmp_path), run_maps(model, clip, tmp_path, device="cpu"))
+    assert_close_maps(run_maps(model, clip, tmp_path), run_maps(model, clip, tmp_path, device=device))
 
 
 def packet(seq, rgb, prev_rgb):

@@ -302,7 +302,9 @@ def _run(p):
     p.add_argument("--frame-id", default="camera", help="frame_id in ZeroMQ headers (default camera)")
     p.add_argument("--threads", type=int, default=0,
                    help="CPU threads for inference (0 = physical cores minus one, left for capture and flow)")
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda (torch / onnxruntime backends)")
+    p.add_argument("--device", default="auto",
+                   help="auto (default: model on a GPU when there is one, inputs made on the host), or cpu, cuda, "
+                        "cuda:N: model and input preprocessing (resize, flow, spectrogram) there, in torch")
     p.add_argument("--no-status", action="store_true", help="no status line")
     p.add_argument("--camera-fov", default=None, metavar="HFOV[,VFOV]",
                    help="camera field of view in degrees (ideal centred pinhole; without VFOV square pixels): "
@@ -437,7 +439,7 @@ def _bench(p):
     p.add_argument("--warmup", type=int, default=5, help="model: warm-up calls")
     p.add_argument("--iterations", type=int, default=50, help="model: timed calls per measurement")
     p.add_argument("--budget", type=float, default=20.0, help="model: max seconds per measurement")
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda (engine: as `hearflow run --device`)")
     p.add_argument("--goal-ms", type=float, default=None, help="model: per-frame goal to check against")
     p.add_argument("--video", default=None, help="engine, flow: source instead of the generated clip")
     p.add_argument("--realtime", action=argparse.BooleanOptionalAction, default=True,
@@ -485,7 +487,8 @@ def _bench(p):
             from hearflow.engine.benchmark import bench_engine, format_engine_bench
 
             result = bench_engine(args.model, args.video, args.backend, realtime=args.realtime,
-                                  seconds=args.seconds, fps=args.fps or 30.0, threads=args.threads)
+                                  seconds=args.seconds, fps=args.fps or 30.0, threads=args.threads,
+                                  device=args.device)
             print(format_engine_bench(result))
         if args.json:
             with open(args.json, "w") as f:

@@ -31,15 +31,19 @@ def camera_clip(path, width: int = 640, height: int = 480, fps: float = 30.0, se
 
 
 def bench_engine(model, video: str | None = None, backend: str | None = None, realtime: bool = True,
-                 seconds: float = 10.0, fps: float = 30.0, size=(640, 480), threads: int = 0) -> dict:
-    """Run the engine on ``video`` (default: a generated camera-like clip) and return its summary."""
+                 seconds: float = 10.0, fps: float = 30.0, size=(640, 480), threads: int = 0,
+                 device: str = "auto") -> dict:
+    """Run the engine on ``video`` (default: a generated camera-like clip) and return its summary.
+
+    device: as ``hearflow run --device`` (auto: inputs on the host; cpu/cuda: built there in torch).
+    """
     from hearflow.engine.run import RunOptions, run_engine
 
     with tempfile.TemporaryDirectory() as tmp:
         if video is None:
             video = str(camera_clip(Path(tmp) / "camera.mp4", size[0], size[1], fps, seconds))
         summary = run_engine(RunOptions(model, video, "same", "zmq:tcp://127.0.0.1:*", backend=backend,
-                                        realtime=realtime, threads=threads, status=False))
+                                        realtime=realtime, threads=threads, status=False, device=device))
     summary["machine"] = {"cpu": platform.processor() or platform.machine(), "python": platform.python_version()}
     summary["source"] = {"video": video if video else "synthetic", "fps": fps, "size": list(size),
                          "seconds": seconds}
@@ -51,7 +55,8 @@ def format_engine_bench(s: dict) -> str:
     dropped = s["dropped"]["before_inference"] + sum(s["dropped"]["sinks"].values())
     return "\n".join([
         f"engine: {s['model']} on {s['backend']} ({s.get('precision', 'fp32')}, {s.get('threads', '?')} threads), "
-        f"{'realtime (paced)' if s['realtime'] else 'offline'}",
+        f"{'realtime (paced)' if s['realtime'] else 'offline'}, inputs on "
+        f"{'the host (numpy)' if s.get('device', 'auto') == 'auto' else s['device'] + ' (torch)'}",
         f"  frames: captured {s['captured']}, processed {s['processed']}, dropped {dropped}"
         f" ({s['dropped']['before_inference']} before inference)",
         f"  sustained {s['fps_out']:.1f} fps out of {s['fps_in']:.1f} fps in over {s['seconds']:.1f} s",

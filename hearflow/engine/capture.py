@@ -86,6 +86,10 @@ class CaptureContext:
     """Thread-safe one-line warning printer (never called from an audio callback)."""
     duration: float | None = None
     """Sources stop at this source time (t_media, seconds); None: end of stream or stop."""
+    frames_on_host: bool = True
+    """Resize each frame in the capture thread (False: the inference thread does it on a device)."""
+    gray_on_host: bool = True
+    """Make each frame's flow grayscale in the capture thread (False: a device flow makes its own)."""
 
     def past_duration(self, t_media: float) -> bool:
         return self.duration is not None and t_media >= self.duration
@@ -146,30 +150,36 @@ class FrameBuilder:
     one source frame interval (1/fps).
     """
 
-    def __init__(self, cfg: PreprocessConfig):
+    def __init__(self, cfg: PreprocessConfig, ctx: CaptureContext | None = None):
         self.cfg = cfg
-        self.estimator = FlowEstimator(cfg) if cfg.uses_flow else None
+        self.on_host = ctx.frames_on_host if ctx is not None else True
+        gray_on_host = ctx.gray_on_host if ctx is not None else True
+        self.estimator = FlowEstimator(cfg) if cfg.uses_flow and gray_on_host else None
+        self.keep_rgb = cfg.uses_flow and not gray_on_host  # a device flow uploads the previous frame itself
         self.seq = 0
         self.prev_gray = None
+        self.prev_rgb = None
 
     def reset(self) -> None:
         """Forget the previous frame (after a gap: device reconnect, skipped frames), so
         no flow is computed across the discontinuity."""
-        self.prev_gray = None
+        self.prev_gray = self.prev_rgb = None
 
     def build(self, rgb: np.ndarray, t_media: float, t_capture: float, fps: float) -> FramePacket:
         """The FramePacket for one captured H×W×3 uint8 RGB frame."""
-        frame = resize_frame(rgb, self.cfg)
+        frame = resize_frame(rgb, self.cfg) if self.on_host else None
         gray = None
         if self.estimator is not None:
             # model resolution: the already resized frame (no second resize); native: the source frame
-            gray = self.estimator.gray(frame if self.cfg.flow_resolution == "model" else rgb)
+            model = self.cfg.flow_resolution == "model"
+            gray = self.estimator.gray((frame if frame is not None else rgb) if model else rgb)
         packet = FramePacket(
             seq=self.seq, t_capture=t_capture, t_media=t_media, rgb=rgb, frame=frame,
-            gray=gray, prev_gray=self.prev_gray, fps=float(fps),
+            gray=gray, prev_gray=self.prev_gray, fps=float(fps), prev_rgb=self.prev_rgb,
         )
         self.seq += 1
         self.prev_gray = gray
+        self.prev_rgb = rgb if self.keep_rgb else None
         return packet
 
 

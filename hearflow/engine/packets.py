@@ -25,8 +25,9 @@ class FramePacket:
     """Time in the source's timeline (PTS for files); the audio window is taken by this."""
     rgb: np.ndarray
     """The frame as captured, H×W×3 uint8 RGB (for overlays and the annotated video)."""
-    frame: np.ndarray
-    """The frame resized to the model size (media.frames.resize_frame), S×S×3 uint8."""
+    frame: np.ndarray | None
+    """The frame resized to the model size (media.frames.resize_frame), S×S×3 uint8; None
+    when the inference thread builds its inputs on a device from ``rgb``."""
     gray: np.ndarray | None
     """This frame's grayscale at flow resolution (FlowEstimator.gray), None without flow."""
     prev_gray: np.ndarray | None
@@ -34,6 +35,9 @@ class FramePacket:
     consumer never changes the flow's time step; None for the first frame."""
     fps: float
     """Source frame rate, for the flow's scaling to displacement per 1/25 s."""
+    prev_rgb: np.ndarray | None = None
+    """The previous *captured* frame (a reference, not a copy) when the flow is computed on a
+    device: the inference thread uploads it only if it skipped that frame."""
 
 
 @dataclass

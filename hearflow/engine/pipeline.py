@@ -23,15 +23,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from hearflow.engine.capture import CaptureContext
+from hearflow.engine.inputs import make_inputs
 from hearflow.engine.log import stderr_log
 from hearflow.engine.mailbox import Mailbox
 from hearflow.engine.packets import FramePacket, Result
 from hearflow.engine.ring import AudioRing
 from hearflow.engine.sinks.base import Sink, SinkRunner, StreamInfo
 from hearflow.engine.sources.base import LIVE_RATE, Source, VideoSource
-from hearflow.media.audio import audio_window, log_spectrogram
-from hearflow.media.flow import FlowEstimator, zero_flow
-from hearflow.media.frames import normalize_frame
+from hearflow.media.audio import audio_window
 from hearflow.runtime.confidence import confidence, rms_db
 from hearflow.runtime.geometry import CameraModel, CameraSpec
 from hearflow.runtime.peaks import PeakTracker, find_peaks
@@ -154,11 +153,14 @@ class Engine:
     log: one-line logger for warnings and errors (default: the engine's stderr logger).
     status: callable(str) showing the status line, or None.
     camera: the camera (hearflow.runtime.geometry.CameraSpec) for peak directions, or None.
+    device: None: inputs built on the host with numpy (the capture thread resizes); 'cpu',
+        'cuda' or 'cuda:N': built there in torch from the captured frames
+        (hearflow.engine.inputs).
     """
 
     def __init__(self, backend, video: VideoSource, audio: Source | None, sinks: list[Sink],
                  cfg: EngineConfig = EngineConfig(), realtime: bool = True, duration: float | None = None,
-                 log=stderr_log, status=None, camera: CameraSpec | None = None):
+                 log=stderr_log, status=None, camera: CameraSpec | None = None, device: str | None = None):
         self.backend, self.video, self.audio, self.sinks = backend, video, audio, sinks
         self.cfg, self.realtime, self.duration = cfg, realtime, duration
         self.pre = backend.preprocess
@@ -178,15 +180,17 @@ class Engine:
         self.error: BaseException | None = None
         self.runners: list[SinkRunner] = []
         """One per sink, started by run()."""
+        self.inputs = make_inputs(self.pre, self.rate, backend.uses_flow, device, log=self.log)
+        """Builds the model inputs (host numpy, or torch on a device)."""
         self.ctx = CaptureContext(
             clock0=0.0, preprocess=self.pre, mailbox=self.mailbox, ring=self.ring, stop=self.stop,
             realtime=realtime, log=self.log, duration=duration,
+            frames_on_host=self.inputs.frames_on_host, gray_on_host=self.inputs.gray_on_host,
         )
         """What the capture threads share; clock0 and the audio taps are set when run() starts."""
         self._capture_done = threading.Event()  # the video source has ended
         self._infer_done = threading.Event()
         self._threads: list[threading.Thread] = []  # capture threads, the video one last
-        self._flow_est: FlowEstimator | None = None
         # inference-thread state: audio windows, the current audio embedding and its level
         self._windows = AudioWindows(self.pre, self.rate, self.ring, None) if audio is not None else None
         self._emb, self._emb_t, self._level, self._warming = None, -math.inf, -120.0, False
@@ -204,15 +208,13 @@ class Engine:
 
     # --- the inference thread ------------------------------------------------------
     def _infer_loop(self) -> None:
-        pre, be = self.pre, self.backend
-        if self._flow_est is None and be.uses_flow:  # warm_up() normally made it
-            self._flow_est = FlowEstimator(pre)
+        pre, be, inputs = self.pre, self.backend, self.inputs
         if self._windows is not None:
             self._windows.full = self._full_audio()  # decoded here, not before the run starts
         last_seq, held = -1, None
         # flow_pair "next" (HTF's preprocessing): frame k is processed with the flow k → k+1,
         # so results come one captured frame late
-        hold_for_next = self._flow_est is not None and pre.flow_pair == "next"
+        hold_for_next = be.uses_flow and pre.flow_pair == "next"
         while not self.stop.is_set():
             pkt: FramePacket | None = self.mailbox.get(timeout=0.05)
             if pkt is None:
@@ -225,37 +227,29 @@ class Engine:
                 self.counters.inference_dropped += pkt.seq - last_seq - 1
             last_seq = pkt.seq
             if not hold_for_next:
-                self._process(pkt, self._flow(pkt.prev_gray, pkt))
+                self._process(pkt, inputs.flow(inputs.prev_gray(pkt), pkt))
                 continue
             if held is not None:
                 consecutive = pkt.seq == held.seq + 1
-                self._process(held, self._flow(held.gray, pkt) if consecutive else self._flow(held.prev_gray, held))
+                earlier = inputs.gray(held) if consecutive else inputs.prev_gray(held)
+                self._process(held, inputs.flow(earlier, pkt if consecutive else held))
             held = pkt
         if held is not None and not self.stop.is_set():  # the last frame has no next one
-            self._process(held, self._flow(held.prev_gray, held))
+            self._process(held, inputs.flow(inputs.prev_gray(held), held))
         self.stop.set()
 
-    def _flow(self, earlier_gray, later: FramePacket):
-        """Flow input (1, 2, S, S) from ``earlier_gray`` into ``later``'s frame; zeros when unknown."""
-        if self._flow_est is None:
-            return None
-        if earlier_gray is None or later.gray is None:
-            return zero_flow(self.pre)[None]
-        return self._flow_est(earlier_gray, later.gray, later.fps)[None]
-
     def _process(self, pkt: FramePacket, flows) -> None:
-        pre, be, c = self.pre, self.backend, self.counters
+        be, c = self.backend, self.counters
         t = pkt.t_media
         # audio: re-embed every hop of media time (or when time jumps back)
         if self._windows is not None and (t - self._emb_t >= self.cfg.audio_hop or t < self._emb_t):
             wave, self._warming = self._windows(t)
             self._level = rms_db(wave)
-            spec = log_spectrogram(wave, self.rate, pre)[None, None].astype(np.float32)
-            self._emb, self._emb_t = be.embed_audio(spec), t
+            self._emb, self._emb_t = be.embed_audio(self.inputs.spectrogram(wave)), t
             c.audio_embeddings += 1
         elif self._windows is None and self._emb is None:
-            self._emb = np.zeros_like(be.embed_audio(self._blank_spectrogram()))  # no audio: a zero map
-        m = be.localize(normalize_frame(pkt.frame, pre)[None], flows, self._emb)[0]
+            self._emb = be.embed_audio(self.inputs.blank_spectrogram()) * 0  # no audio: a zero map
+        m = be.localize(self.inputs.frame(pkt), flows, self._emb)[0]
         t_result = time.monotonic()
         peak, value = map_peak(m)
         conf = confidence(value, self._level, self.cfg) if self._windows is not None else 0.0
@@ -302,19 +296,10 @@ class Engine:
     def warm_up(self) -> None:
         """One call of each graph on zeros: runtimes allocate and pick kernels on their first
         call, which would otherwise make the first live frames late (and drop some)."""
-        pre, be = self.pre, self.backend
-        s = pre.image_size
-        emb = be.embed_audio(self._blank_spectrogram())
-        be.localize(np.zeros((1, 3, s, s), np.float32), zero_flow(pre)[None] if be.uses_flow else None, emb)
-        self._flow_est = FlowEstimator(pre) if be.uses_flow else None
-        if self._flow_est is not None:  # DIS allocates its pyramids on the first pair too
-            w, h = self.video.size or (s, s)
-            gray = self._flow_est.gray(np.zeros((h, w, 3), np.uint8))  # at the size live frames will have
-            self._flow_est(gray, gray, 30.0)
-
-    def _blank_spectrogram(self) -> np.ndarray:
-        """Zeros shaped like one audio-graph input (1, 1, F, T) at the engine's rate."""
-        return np.zeros((1, 1, self.pre.spectrogram_bins, self.pre.spectrogram_frames(self.rate)), np.float32)
+        be, inputs, s = self.backend, self.inputs, self.pre.image_size
+        emb = be.embed_audio(inputs.blank_spectrogram())
+        be.localize(inputs.blank_frame(), inputs.zero_flow() if be.uses_flow else None, emb)
+        inputs.warm_up(tuple(self.video.size or (s, s)))  # at the size live frames will have
 
     def _start_sinks(self) -> None:
         """Open every sink in its runner's thread (a sink that cannot open raises HearflowError)."""

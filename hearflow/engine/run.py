@@ -158,7 +158,9 @@ class RunOptions:
     threads: int = 0
     """CPU threads for inference (0: physical cores minus one)."""
     device: str = "auto"
-    """auto, cpu or cuda."""
+    """auto: the model on CUDA when there is a GPU, inputs built on the host with numpy (the
+    default); cpu, cuda or cuda:N: the model there and the inputs built there in torch
+    from the captured frames and audio (hearflow.engine.inputs)."""
     status: bool = True
     """Show the status line on stderr."""
     camera_fov: str | None = None
@@ -215,6 +217,9 @@ def run_engine(options: RunOptions) -> dict:
     camera = parse_camera(o.camera_fov, o.camera_info)
     from hearflow.engine.sources import open_sources
     from hearflow.runtime.backends import load_backend
+    from hearflow.runtime.device_frames import check_device
+
+    check_device(o.device)  # no GPU for --device cuda: one line before the model loads
 
     threads = o.threads or default_threads()
     try:
@@ -230,7 +235,8 @@ def run_engine(options: RunOptions) -> dict:
                 for src in {id(s): s for s in (video_src, audio_src) if s is not None}.values():
                     sources.enter_context(src)  # closed when the run ends, however it ends
                 engine = Engine(be, video_src, audio_src, sinks, o.engine, realtime=o.realtime,
-                                duration=o.duration, log=log, status=line, camera=camera)
+                                duration=o.duration, log=log, status=line, camera=camera,
+                                device=None if o.device == "auto" else o.device)
                 signals.attach(engine.stop)
                 summary = engine.run()
     finally:
@@ -238,7 +244,7 @@ def run_engine(options: RunOptions) -> dict:
             line.end()
     if signals.received:
         summary["interrupted"] = True
-    summary.update(video=o.video, audio=o.audio, sinks=summary["sinks"], threads=threads,
+    summary.update(video=o.video, audio=o.audio, sinks=summary["sinks"], threads=threads, device=o.device,
                    stopped_by=signals.received)
     if o.summary_path:
         path = Path(o.summary_path)

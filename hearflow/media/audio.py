@@ -18,9 +18,11 @@ from hearflow.media.preprocess import PreprocessConfig
 
 
 @lru_cache(maxsize=8)
-def _window(nperseg: int) -> tuple[np.ndarray, float]:
+def spectrogram_window(nperseg: int) -> tuple[np.ndarray, float]:
     """scipy.signal.spectrogram's default window (periodic Tukey, alpha 0.25) as
-    float32, and the sum of its squares (for the density scaling) in float64."""
+    float32, and the sum of its squares (for the density scaling) in float64.
+
+    Shared with the torch spectrogram (hearflow.media.preprocess_torch): one definition."""
     # scipy on first use: importing it takes longer than `hearflow run`'s checks of bad input
     from scipy.signal import get_window
 
@@ -50,13 +52,13 @@ def log_spectrogram(wave: np.ndarray, rate: int, cfg: PreprocessConfig) -> np.nd
     x = np.asarray(wave, dtype=np.float32)
     if x.ndim == 0 or x.shape[-1] < nperseg:
         raise ValueError(f"need at least nperseg={nperseg} samples, got shape {x.shape}")
-    win, win_power = _window(nperseg)
+    win, win_power = spectrogram_window(nperseg)
 
     # (..., T, nperseg) view of the overlapping segments; no copy until detrending.
     segs = sliding_window_view(x, nperseg, axis=-1)[..., :: nperseg - noverlap, :]
     d = segs - segs.mean(axis=-1, keepdims=True)  # detrend='constant'
     d *= win
-    from scipy import fft as sp_fft  # see _window; after the first call a dictionary lookup
+    from scipy import fft as sp_fft  # see spectrogram_window; after the first call a dictionary lookup
 
     spec = sp_fft.rfft(d, axis=-1)
     power = spec.real**2

@@ -19,6 +19,16 @@ _CV2_FILTERS = {
     "bicubic": cv2.INTER_CUBIC,
 }
 
+CUBIC_A = {"bicubic": -0.75, "pil_bicubic": -0.5}
+"""The cubic kernel's parameter a in each library's bicubic filter (OpenCV's INTER_CUBIC;
+PIL's BICUBIC, which also widens the kernel by the scale when shrinking, i.e. antialiases).
+The torch resize (hearflow.media.preprocess_torch) builds its weights from these."""
+
+GRAY_WEIGHTS_Q15 = (9798, 19235, 3735)
+"""OpenCV's RGB → gray weights for uint8 (BT.601 0.299, 0.587, 0.114 in 15-bit fixed
+point, summing to 2**15): gray = (9798 R + 19235 G + 3735 B + 2**14) >> 15. What
+:func:`to_gray` gets from cv2.cvtColor, written out for the torch grayscale."""
+
 
 def resize_frame(image: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
     """Resize to cfg.image_size × cfg.image_size with the filter cfg.image_resize.

@@ -5,7 +5,11 @@
     maps = backend.localize(frames, flows, emb)         # (B, 3, S, S), (B, 2, S, S) | None, (B, D) → (B, m, n)
 
 Inputs and outputs are numpy float32 arrays, so the evaluator and the engine do not care
-which runtime is underneath. ``backend.preprocess`` is the PreprocessConfig the model was
+which runtime is underneath. Inputs may also be torch tensors built on a device
+(hearflow.runtime.device_frames): the torch backend uses them where they are and keeps
+the audio embedding on its device (only the map comes back as numpy); TensorRT takes
+CUDA tensors as they are too; ONNX Runtime copies them to host numpy first (its CUDA
+provider then copies them up again: device preprocessing gains nothing there). ``backend.preprocess`` is the PreprocessConfig the model was
 trained with: callers build inputs from it with :mod:`hearflow.media`.
 
 Runtimes: ``torch`` (PyTorch eager, from a checkpoint), ``onnxruntime`` and ``tensorrt``
@@ -47,7 +51,14 @@ class Backend:
         return f"{self.name} backend ({self.device}), model {self.source}"
 
 
-def _f32(x: np.ndarray) -> np.ndarray:
+def _is_tensor(x) -> bool:
+    return type(x).__module__.startswith("torch")
+
+
+def _f32(x) -> np.ndarray:
+    """A contiguous float32 numpy array (a torch tensor is copied to the host)."""
+    if _is_tensor(x):
+        x = x.detach().float().cpu().numpy()
     return np.ascontiguousarray(x, dtype=np.float32)
 
 
@@ -79,12 +90,16 @@ class TorchBackend(Backend):
         self.uses_flow = self.model.uses_flow
         self.source = str(path)
 
-    def _t(self, x: np.ndarray):
+    def _t(self, x):
+        if isinstance(x, self.torch.Tensor):  # built on the device already: no copy when it is ours
+            return x.to(self.device, self.torch.float32)
         return self.torch.from_numpy(_f32(x)).to(self.device)
 
-    def embed_audio(self, spectrograms: np.ndarray) -> np.ndarray:
+    def embed_audio(self, spectrograms):
+        """numpy in, numpy out; a tensor in gives the embedding as a tensor on the device."""
         with self.torch.inference_mode():
-            return self.model.embed_audio(self._t(spectrograms)).float().cpu().numpy()
+            emb = self.model.embed_audio(self._t(spectrograms)).float()
+            return emb if isinstance(spectrograms, self.torch.Tensor) else emb.cpu().numpy()
 
     def localize(self, frames: np.ndarray, flows: np.ndarray | None, audio_embeddings: np.ndarray) -> np.ndarray:
         with self.torch.inference_mode():
@@ -232,16 +247,24 @@ class TensorRTBackend(Backend):
         self.runner = EngineSet(self.manifest, device=device, fp16=fp16)
         self._visual_inputs = self.manifest.input_names("visual")
 
-    def embed_audio(self, spectrograms: np.ndarray) -> np.ndarray:
+    def embed_audio(self, spectrograms):
+        """numpy in, numpy out; a tensor in gives the embedding as a tensor on the GPU."""
+        if _is_tensor(spectrograms):
+            return self.runner.run_torch("audio", {"spectrogram": spectrograms}).float()
         return self.runner.run("audio", {"spectrogram": _f32(spectrograms)})
 
-    def localize(self, frames: np.ndarray, flows: np.ndarray | None, audio_embeddings: np.ndarray) -> np.ndarray:
-        feed = {"frame": _f32(frames), "audio_embedding": _f32(audio_embeddings)}
+    def localize(self, frames, flows, audio_embeddings) -> np.ndarray:
+        feed = {"frame": frames, "audio_embedding": audio_embeddings}
         if "flow" in self._visual_inputs:
             if flows is None:
                 raise HearflowError("this model uses optical flow: pass flows")
-            feed["flow"] = _f32(flows)
-        return self.runner.run("visual", feed)
+            feed["flow"] = flows
+        if any(_is_tensor(v) for v in feed.values()):  # device inputs stay on the GPU
+            import torch
+
+            feed = {k: v if _is_tensor(v) else torch.from_numpy(_f32(v)) for k, v in feed.items()}
+            return self.runner.run_torch("visual", feed).float().cpu().numpy()
+        return self.runner.run("visual", {k: _f32(v) for k, v in feed.items()})
 
 
 BACKENDS = {"torch": TorchBackend, "onnxruntime": OnnxRuntimeBackend, "tensorrt": TensorRTBackend}

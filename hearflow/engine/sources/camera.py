@@ -107,7 +107,7 @@ class CameraSource(VideoSource):
     def run(self, ctx: CaptureContext) -> None:
         import cv2
 
-        builder = FrameBuilder(self.cfg)
+        builder = FrameBuilder(self.cfg, ctx)
         backoff = Backoff(*self.backoff)
         fps = self.fps
         last_t = None

@@ -106,7 +106,7 @@ class FileSource(VideoSource):
     def run(self, ctx: CaptureContext) -> None:
         from hearflow.media.decode import AudioBlock, iter_media
 
-        builder = FrameBuilder(self.cfg)
+        builder = FrameBuilder(self.cfg, ctx)
         rate = self.rate
         # damage is skipped as ffmpeg does; what was lost goes into the run's summary
         for item in iter_media(self.path, rate, video=True, audio=self.with_audio, report=self._report):

@@ -266,7 +266,7 @@ class GstVideoSource(_GstSource, VideoSource):
             self.fps = num / den
 
     def run(self, ctx: CaptureContext) -> None:
-        builder = FrameBuilder(self.cfg)
+        builder = FrameBuilder(self.cfg, ctx)
         count = 0
         try:
             for sample, buf, t_capture, running in self._pull(ctx):

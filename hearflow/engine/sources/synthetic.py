@@ -58,7 +58,7 @@ class SynthVideoSource(VideoSource):
 
     def run(self, ctx: CaptureContext) -> None:
         scene, fps = self.scene, self.fps
-        builder = FrameBuilder(self.cfg)
+        builder = FrameBuilder(self.cfg, ctx)
         i = 0
         audio_done = 0  # samples written so far (sample s is at s / rate)
         while not ctx.stop.is_set():

@@ -456,45 +456,46 @@ def _bench(p):
     p.add_argument("--pairs", type=int, default=5, help="flow: frame pairs per size")
     p.add_argument("--json", default=None, help="also write the results to this JSON file")
 
-    def run(args):
-        import json
+    return _bench_command
 
-        if args.what != "flow" and not args.model:
-            raise HearflowError(f"bench {args.what} needs a MODEL (checkpoint or export folder)")
-        if args.what == "flow":
-            from hearflow.export.flow_benchmark import bench_flow, format_flow_bench
 
-            result = bench_flow(args.video, args.provider, args.size, args.params, args.pairs, args.threads,
-                                args.model)
-            print(format_flow_bench(result))
-        elif args.what == "model":
-            from hearflow.export.model_benchmark import bench_model, format_bench
+def _bench_command(args):
+    import json
 
-            backends = args.backend.split(",") if args.backend else None
-            batches = tuple(int(b) for b in args.batch.split(","))
-            result = bench_model(args.model, backends, batch_sizes=batches, threads=args.threads,
-                                 warmup=args.warmup, iterations=args.iterations, budget_s=args.budget,
-                                 device=args.device)
-            print(format_bench(result, args.goal_ms))
-        elif args.streams:
-            from hearflow.engine.benchmark import bench_streams, format_streams_bench
+    if args.what != "flow" and not args.model:
+        raise HearflowError(f"bench {args.what} needs a MODEL (checkpoint or export folder)")
+    if args.what == "flow":
+        from hearflow.export.flow_benchmark import bench_flow, format_flow_bench
 
-            counts = tuple(int(n) for n in args.streams.split(","))
-            result = bench_streams(args.model, counts, args.backend, seconds=args.seconds, fps=args.fps or 15.0,
-                                   threads=args.threads)
-            print(format_streams_bench(result))
-        else:
-            from hearflow.engine.benchmark import bench_engine, format_engine_bench
+        result = bench_flow(args.video, args.provider, args.size, args.params, args.pairs, args.threads,
+                            args.model)
+        print(format_flow_bench(result))
+    elif args.what == "model":
+        from hearflow.export.model_benchmark import bench_model, format_bench
 
-            result = bench_engine(args.model, args.video, args.backend, realtime=args.realtime,
-                                  seconds=args.seconds, fps=args.fps or 30.0, threads=args.threads,
-                                  device=args.device)
-            print(format_engine_bench(result))
-        if args.json:
-            with open(args.json, "w") as f:
-                json.dump(result, f, indent=2, default=str)
+        backends = args.backend.split(",") if args.backend else None
+        batches = tuple(int(b) for b in args.batch.split(","))
+        result = bench_model(args.model, backends, batch_sizes=batches, threads=args.threads,
+                             warmup=args.warmup, iterations=args.iterations, budget_s=args.budget,
+                             device=args.device)
+        print(format_bench(result, args.goal_ms))
+    elif args.streams:
+        from hearflow.engine.benchmark import bench_streams, format_streams_bench
 
-    return run
+        counts = tuple(int(n) for n in args.streams.split(","))
+        result = bench_streams(args.model, counts, args.backend, seconds=args.seconds, fps=args.fps or 15.0,
+                               threads=args.threads)
+        print(format_streams_bench(result))
+    else:
+        from hearflow.engine.benchmark import bench_engine, format_engine_bench
+
+        result = bench_engine(args.model, args.video, args.backend, realtime=args.realtime,
+                              seconds=args.seconds, fps=args.fps or 30.0, threads=args.threads,
+                              device=args.device)
+        print(format_engine_bench(result))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=2, default=str)
 
 
 # --------------------------------------------------------------------------- calibrate

@@ -161,14 +161,15 @@ def _device_table(n_in: int, n_out: int, mode: str, shrinking: bool, device) -> 
     and dense matmul is the best-trodden path (torch keeps TF32 off for it by default).
     """
     device = torch.device(device)
-    key = (n_in, n_out, mode, shrinking, str(device))
+    sparse = device.type == "cpu" and not torch.onnx.is_in_onnx_export()  # an exported graph holds dense
+    key = (n_in, n_out, mode, shrinking, str(device), sparse)
     t = _DEVICE_TABLES.get(key)
     if t is None:
         idx, w = tap_table(n_in, n_out, mode, shrinking)
         dense = np.zeros((n_out, n_in), np.float64)
         np.add.at(dense, (np.arange(n_out)[:, None], idx), w)  # clamped edge taps add up
         t = torch.from_numpy(dense).float()
-        if device.type == "cpu":
+        if sparse:
             with warnings.catch_warnings():  # "sparse CSR support is in beta": the product used here is not
                 warnings.simplefilter("ignore", UserWarning)
                 t = t.to_sparse_csr()
@@ -276,14 +277,32 @@ def encode_flow(raw: torch.Tensor, fps: float, cfg: PreprocessConfig) -> torch.T
         return x / 255.0
     if cfg.flow_encoding != "signed":
         raise ValueError(f"unknown flow_encoding {cfg.flow_encoding!r}")
-    if fps is None or not fps > 0:
+    if not torch.is_tensor(fps) and (fps is None or not fps > 0):  # a tensor: an exported graph's input
         raise ValueError(f"fps must be positive, got {fps}")
     x = resample(x, size, "area", quantize=False)  # float field: OpenCV INTER_AREA, no rounding
-    k = float(fps) / cfg.flow_ref_fps / cfg.flow_clip
-    x = x.clone() if x.data_ptr() == raw.data_ptr() else x  # never scale the caller's field in place
-    x[:, 0] *= k * size / width
-    x[:, 1] *= k * size / height
+    k = (fps if torch.is_tensor(fps) else float(fps)) / cfg.flow_ref_fps / cfg.flow_clip
+    # out of place: never scales the caller's field, and traces into an exported graph
+    x = torch.cat([x[:, :1] * (k * size / width), x[:, 1:] * (k * size / height)], 1)
     return x.clamp_(-1.0, 1.0)
+
+
+def raw_flow(gray_a: torch.Tensor, gray_b: torch.Tensor, cfg: PreprocessConfig) -> torch.Tensor:
+    """(N, H, W, 2) torch Farneback displacement in pixels from gray_a (earlier) to gray_b,
+    (N, H, W) float 0..255 grays, as :meth:`hearflow.media.flow.FlowEstimator.raw`: with
+    cfg.flow_max_side the grays are shrunk (area) to the bounded working size and the field
+    is resized back (bilinear) and rescaled to the grays' pixel scale."""
+    from hearflow.media.flow import FARNEBACK_PARAMS, working_size
+    from hearflow.media.flow_torch import farneback
+
+    h, w = gray_a.shape[-2:]
+    sw, sh = working_size(w, h, cfg.flow_max_side)
+    if (sw, sh) == (w, h):
+        return farneback(gray_a, gray_b, FARNEBACK_PARAMS)
+    small = [resample(g, (sh, sw), "area") for g in (gray_a, gray_b)]
+    field = resample(farneback(small[0], small[1], FARNEBACK_PARAMS).permute(0, 3, 1, 2), (h, w), "bilinear",
+                     quantize=False)
+    field = torch.cat([field[:, :1] * (w / sw), field[:, 1:] * (h / sh)], 1)
+    return field.permute(0, 2, 3, 1)
 
 
 # --- audio ---------------------------------------------------------------------------------

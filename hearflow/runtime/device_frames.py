@@ -8,9 +8,8 @@
 Each step is :mod:`hearflow.media.preprocess_torch`, i.e. the preprocessing of
 :mod:`hearflow.media` (same PreprocessConfig, same results within rounding).
 
-Optical flow: Farneback runs on the device through ``hearflow.media.flow_torch`` when
-that module exists; otherwise, and always for DIS (OpenCV only), the flow is computed on
-the host with :class:`hearflow.media.flow.FlowEstimator` and its encoded result uploaded
+Optical flow: Farneback runs on the device through ``hearflow.media.flow_torch``; DIS
+(OpenCV only) is computed on the host with :class:`hearflow.media.flow.FlowEstimator` and its encoded result uploaded
 (:meth:`DeviceFrames.upload_flow`); ``flow_on_device`` says which, and the reason is
 logged once.
 
@@ -31,7 +30,6 @@ import numpy as np
 import torch
 
 from hearflow.media import preprocess_torch as pt
-from hearflow.media.flow import FARNEBACK_PARAMS
 from hearflow.media.preprocess import PreprocessConfig
 
 
@@ -61,24 +59,12 @@ def check_device(device: str) -> None:
         raise GPUUnavailable(f"no GPU {device} (this machine has {torch.cuda.device_count()})")
 
 
-def device_farneback():
-    """``hearflow.media.flow_torch.farneback``, or None where that module is missing."""
-    try:
-        from hearflow.media.flow_torch import farneback
-    except ImportError:
-        return None
-    return farneback
-
-
 def flow_placement(cfg: PreprocessConfig) -> tuple[bool, str | None]:
     """(flow on the device?, why not — a one-line note, or None) for cfg.flow."""
     if cfg.flow == "none":
         return False, None
     if cfg.flow == "dis":
         return False, "note: DIS optical flow has no torch version; it runs on the host and is uploaded"
-    if device_farneback() is None:
-        return False, ("note: torch Farneback (hearflow.media.flow_torch) is not available; the flow runs on "
-                       "the host with OpenCV and is uploaded")
     return True, None
 
 
@@ -97,7 +83,6 @@ class DeviceFrames:
         self.flow_on_device, note = flow_placement(cfg)
         if note and log is not None:
             log(note)
-        self._farneback = device_farneback() if self.flow_on_device else None
         self._buffers: dict = {}  # (name, shape, dtype) → (pinned host staging | None, device buffer, event)
         self._zero_flow = None
         self.uploads = 0
@@ -148,22 +133,8 @@ class DeviceFrames:
         return pt.encode_flow(self.raw_flow(gray_a, gray_b), fps, self.cfg)
 
     def raw_flow(self, gray_a: torch.Tensor, gray_b: torch.Tensor) -> torch.Tensor:
-        """(1, H', W', 2) displacement in pixels of the grays' size, as FlowEstimator.raw:
-        with cfg.flow_max_side the grays are shrunk (area) to the bounded working size, and
-        the field is resized back (bilinear) and rescaled to the grays' pixel scale."""
-        h, w = gray_a.shape
-        max_side = getattr(self.cfg, "flow_max_side", None)
-        if max_side is None or max(h, w) <= max_side:
-            return self._farneback(gray_a[None], gray_b[None], FARNEBACK_PARAMS)
-        from hearflow.media.flow import working_size  # with flow_max_side (same PreprocessConfig version)
-
-        sw, sh = working_size(w, h, max_side)
-        small = [pt.resample(g, (sh, sw), "area")[None] for g in (gray_a, gray_b)]
-        field = self._farneback(small[0], small[1], FARNEBACK_PARAMS).permute(0, 3, 1, 2)
-        field = pt.resample(field, (h, w), "bilinear", quantize=False)
-        field[:, 0] *= w / sw
-        field[:, 1] *= h / sh
-        return field.permute(0, 2, 3, 1)
+        """(1, H', W', 2) displacement in pixels of the grays' size (media.preprocess_torch.raw_flow)."""
+        return pt.raw_flow(gray_a[None], gray_b[None], self.cfg)
 
     def upload_flow(self, flow: np.ndarray) -> torch.Tensor:
         """A host-computed encoded flow (2, S, S) → (1, 2, S, S) on the device."""

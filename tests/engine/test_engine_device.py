@@ -10,7 +10,6 @@ closer than 1e-3, so a peak may move to its neighbour with no real difference.)
 
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 import torch
@@ -77,22 +76,9 @@ def test_device_cuda_without_a_gpu_is_one_error_line(clip, tmp_path, capsys):
     assert not (tmp_path / "r.jsonl").exists()  # nothing ran: the check comes before the model loads
 
 
-def cv_farneback(prev, curr, params):
-    """OpenCV's Farneback on the device tensors' values: a real flow for the chaining tests
-    where hearflow.media.flow_torch is not there."""
-    pairs = zip(prev.cpu().numpy().astype(np.uint8), curr.cpu().numpy().astype(np.uint8))
-    return torch.from_numpy(np.stack([cv2.calcOpticalFlowFarneback(a, b, None, *params) for a, b in pairs])).to(prev.device)
-
-
-@pytest.fixture
-def torch_flow(monkeypatch):
-    if device_frames.device_farneback() is None:
-        monkeypatch.setattr(device_frames, "device_farneback", lambda: cv_farneback)
-
-
 @pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=CUDA)])
 @pytest.mark.parametrize("pair", ["previous", "next"])
-def test_device_flow_pairs_the_same_frames_as_the_host(pair, device, torch_flow, clip, tmp_path):
+def test_device_flow_pairs_the_same_frames_as_the_host(pair, device, clip, tmp_path):
     torch.manual_seed(0)
     model = tmp_path / "model"
     pre = PreprocessConfig(image_size=64, flow="farneback", flow_pair=pair)
@@ -105,7 +91,7 @@ def packet(seq, rgb, prev_rgb):
                        fps=25.0, prev_rgb=prev_rgb)
 
 
-def test_each_frame_goes_up_once_and_a_skipped_one_only_when_needed(torch_flow):
+def test_each_frame_goes_up_once_and_a_skipped_one_only_when_needed():
     pre = PreprocessConfig(image_size=64, flow="farneback")
     inputs = DeviceInputs(pre, 22050, uses_flow=True, device="cpu")
     assert not inputs.frames_on_host and not inputs.gray_on_host

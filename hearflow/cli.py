@@ -405,14 +405,19 @@ def _export(p):
                    help="dataset folder whose train clips calibrate --int8 (default: synthetic scenes)")
     p.add_argument("--calibration-clips", type=int, default=None, help="clips used to calibrate --int8 (default 64)")
     p.add_argument("--reduce-range", action="store_true", help="7-bit int8 weights, for CPUs without VNNI")
+    p.add_argument("--frame-graph", nargs="?", const="640x480", default=None, metavar="WxH",
+                   help="also write frame.onnx: two uint8 frames of this size (default 640x480) + audio embedding → "
+                        "map, with resize, normalisation and Farneback flow inside the graph")
 
     def run(args):
         from hearflow.export import ExportOptions, export_model, format_export
+        from hearflow.export.frame_graph import parse_frame_size
 
         options = ExportOptions(format=args.format, fp16=args.fp16, opset=args.opset, opt_batch=args.opt_batch,
                                 max_batch=args.max_batch, check=not args.no_check, device=args.device,
                                 int8=args.int8, calibration=args.calibration,
-                                calibration_clips=args.calibration_clips, reduce_range=args.reduce_range)
+                                calibration_clips=args.calibration_clips, reduce_range=args.reduce_range,
+                                frame_graph=parse_frame_size(args.frame_graph) if args.frame_graph else None)
         data = export_model(args.checkpoint, args.out, options)
         print(format_export(data, args.out))
 

@@ -9,7 +9,8 @@ only the map comes back.
 
 Both answer the same questions for a FramePacket, so the inference loop does not care:
 ``frame(pkt)``, ``gray(pkt)`` / ``prev_gray(pkt)`` (opaque handles for the flow),
-``flow(earlier, pkt)``, ``spectrogram(wave)``.
+``flow(earlier, pkt)``, ``spectrogram(wave)``, ``localize(backend, pkt, flows, emb)``.
+:class:`FrameGraphInputs` hands the captured frames to an export's frame graph instead.
 """
 
 from __future__ import annotations
@@ -53,6 +54,10 @@ class HostInputs:
         if earlier is None or later_gray is None:
             return self.zero_flow()
         return self._host_flow(earlier, later_gray, later.fps)
+
+    def localize(self, be, pkt: FramePacket, flows, emb):
+        """The map (1, m, n) of ``pkt``'s frame with ``flows`` (from :meth:`flow`)."""
+        return be.localize(self.frame(pkt), flows, emb)
 
     def _host_flow(self, gray_a, gray_b, fps):
         return self.estimator(gray_a, gray_b, fps)[None]
@@ -155,8 +160,55 @@ class DeviceInputs(HostInputs):
             super().warm_up(size)
 
 
-def make_inputs(pre: PreprocessConfig, rate: int, uses_flow: bool, device: str | None = None, log=None):
-    """HostInputs for ``device`` None (or 'auto'), else DeviceInputs on that torch device."""
+class FrameGraphInputs(HostInputs):
+    """The export's frame graph (frame.onnx) does resize, flow and normalisation itself:
+    the captured uint8 frames go to the backend as they are, in pairs.
+
+    The flow "handle" of a frame is its captured RGB; :meth:`flow` returns the pair
+    (earlier RGB, later packet) that :meth:`localize` hands to ``localize_frames``.
+    """
+
+    frames_on_host = False
+
+    def __init__(self, pre: PreprocessConfig, rate: int, backend):
+        super().__init__(pre, rate, uses_flow=False)  # no host flow estimator
+        self.gray_on_host = False  # the capture thread keeps the previous RGB instead
+        self.backend = backend
+
+    def gray(self, pkt: FramePacket):
+        return pkt.rgb
+
+    def prev_gray(self, pkt: FramePacket):
+        return pkt.prev_rgb
+
+    def flow(self, earlier, later: FramePacket):
+        return (earlier, later)
+
+    def localize(self, be, pkt: FramePacket, flows, emb):
+        earlier, later = flows if flows is not None else (None, pkt)
+        if earlier is None or (later is pkt and self.pre.flow_pair == "next"):
+            # no other frame (the first one; or the last one with HTF's flow to the next):
+            # the frame with itself, i.e. zero flow, as the two-graph path does
+            earlier, later = pkt.rgb, pkt
+        return be.localize_frames(earlier[None], later.rgb[None], emb, later.fps)
+
+    def warm_up(self, size: tuple[int, int]) -> None:
+        w, h = size
+        zeros = np.zeros((1, h, w, 3), np.uint8)
+        self.backend.localize_frames(zeros, zeros, self.backend.embed_audio(self.blank_spectrogram()), 30.0)
+
+
+def make_inputs(pre: PreprocessConfig, rate: int, backend, device: str | None = None, size=None, log=None):
+    """FrameGraphInputs when ``backend`` runs a frame graph for frames of ``size`` (W, H) and
+    no device is asked for; else HostInputs for ``device`` None (or 'auto'), else
+    DeviceInputs on that torch device."""
+    frame_size = getattr(backend, "frame_size", None)
+    if device in (None, "auto") and frame_size is not None:
+        if size is not None and tuple(size) == tuple(frame_size):
+            return FrameGraphInputs(pre, rate, backend)
+        if log is not None:
+            log(f"note: the export's frame graph takes {frame_size[0]}x{frame_size[1]} frames and this source gives "
+                f"{'an unknown size' if size is None else '%dx%d' % tuple(size)}: running the audio and visual graphs")
     if device in (None, "auto"):
-        return HostInputs(pre, rate, uses_flow)
-    return DeviceInputs(pre, rate, uses_flow, device, log=log)
+        return HostInputs(pre, rate, backend.uses_flow)
+    return DeviceInputs(pre, rate, backend.uses_flow, device, log=log)

@@ -180,7 +180,7 @@ class Engine:
         self.error: BaseException | None = None
         self.runners: list[SinkRunner] = []
         """One per sink, started by run()."""
-        self.inputs = make_inputs(self.pre, self.rate, backend.uses_flow, device, log=self.log)
+        self.inputs = make_inputs(self.pre, self.rate, backend, device, size=video.size, log=self.log)
         """Builds the model inputs (host numpy, or torch on a device)."""
         self.ctx = CaptureContext(
             clock0=0.0, preprocess=self.pre, mailbox=self.mailbox, ring=self.ring, stop=self.stop,
@@ -249,7 +249,7 @@ class Engine:
             c.audio_embeddings += 1
         elif self._windows is None and self._emb is None:
             self._emb = be.embed_audio(self.inputs.blank_spectrogram()) * 0  # no audio: a zero map
-        m = be.localize(self.inputs.frame(pkt), flows, self._emb)[0]
+        m = self.inputs.localize(be, pkt, flows, self._emb)[0]
         t_result = time.monotonic()
         peak, value = map_peak(m)
         conf = confidence(value, self._level, self.cfg) if self._windows is not None else 0.0

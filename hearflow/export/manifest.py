@@ -29,11 +29,12 @@ def write_manifest(folder, data: dict) -> Path:
     return path
 
 
-def onnx_metadata(data: dict, graph: str, precision: str = "fp32") -> dict[str, str]:
+def onnx_metadata(data: dict, graph: str, precision: str = "fp32", spec: dict | None = None) -> dict[str, str]:
     """The ``metadata_props`` of one graph file: the manifest's description of the model,
     its preprocessing and this graph's inputs/outputs, as strings (JSON where structured);
-    quantized files also carry ``precision`` (absent = fp32)."""
-    g = data["graphs"][graph]
+    quantized files also carry ``precision`` (absent = fp32). ``spec``: the graph's entry
+    when it is not under ``graphs`` (the frame graph)."""
+    g = spec or data["graphs"][graph]
     fields = {
         "format": FORMAT,
         "graph": graph,

@@ -139,9 +139,9 @@ def _graph_specs(cfg: ModelConfig, pre, map_side: tuple[int, int]) -> dict:
     }
 
 
-def _export_graph(module: nn.Module, inputs: dict[str, np.ndarray], spec: dict, metadata: dict, path: Path,
-                  opset: int) -> None:
-    """Export one graph with dynamic batch (and time) axes and write it to ``path``."""
+def export_module(module: nn.Module, inputs: dict[str, np.ndarray], spec: dict, metadata: dict, path: Path,
+                  opset: int, dynamic: bool = True) -> None:
+    """Export one graph (with dynamic batch and time axes unless ``dynamic`` is False) to ``path``."""
     import onnx
     from torch.export import Dim
 
@@ -149,17 +149,15 @@ def _export_graph(module: nn.Module, inputs: dict[str, np.ndarray], spec: dict, 
     args = tuple(torch.from_numpy(inputs[n]) for n in names)
     batch = Dim("batch", min=1, max=4096)
     time = Dim("time", min=1, max=65536)
-    dynamic = {}
-    for t in spec["inputs"]:
-        axes = enumerate(t["shape"])
-        dynamic[t["name"]] = {i: (batch if a == "batch" else time) for i, a in axes if isinstance(a, str)}
+    axes = {t["name"]: {i: (batch if a == "batch" else time) for i, a in enumerate(t["shape"]) if isinstance(a, str)}
+            for t in spec["inputs"]}
     try:
         with warnings.catch_warnings():
             # the exporter warns that the shared batch Dim is "renamed"; harmless
             warnings.filterwarnings("ignore", message=".*axis name.*will not be used")
             program = torch.onnx.export(
                 module.eval(), args, dynamo=True, opset_version=opset, input_names=names,
-                output_names=[t["name"] for t in spec["outputs"]], dynamic_shapes=dynamic,
+                output_names=[t["name"] for t in spec["outputs"]], dynamic_shapes=axes if dynamic else None,
                 optimize=True, verbose=False,
             )
     except Exception as exc:  # the exporter raises many kinds; the CLI wants one line
@@ -256,7 +254,7 @@ def export_onnx(checkpoint, out, opset: int = OPSET, check: bool = True) -> dict
     modules = {"audio": AudioGraph(model), "visual": (VisualGraph if cfg.flow != "none" else VisualGraphNoFlow)(model)}
     for graph in GRAPHS:
         path = out / graphs[graph]["file"]
-        _export_graph(modules[graph], inputs, graphs[graph], onnx_metadata(data, graph), path, opset)
+        export_module(modules[graph], inputs, graphs[graph], onnx_metadata(data, graph), path, opset)
         graphs[graph]["sha256"] = file_sha256(path)
     write_manifest(out, data)
     if check:

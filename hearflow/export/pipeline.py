@@ -6,11 +6,13 @@ import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from hearflow.export.frame_graph import add_frame_graph, check_flow
 from hearflow.export.tensorrt import build_tensorrt
 from hearflow.export.onnx import OPSET, export_onnx
 from hearflow.export.quantize import CALIBRATION_CLIPS, quantize_export
+from hearflow.model.checkpoint import read_meta
 from hearflow.runtime import tensorrt as trt_runtime
-from hearflow.runtime.manifest import INT8_FILES, ExportError
+from hearflow.runtime.manifest import FRAME_GRAPH_FILE, INT8_FILES, ExportError
 
 FORMATS = ("onnx", "tensorrt")
 
@@ -34,6 +36,8 @@ class ExportOptions:
     calibration_clips: clips to calibrate on; None = 64 (int8 only).
     reduce_range: 7-bit INT8 weights, for x86 CPUs without VNNI (int8 only).
     progress: progress bar while a calibration dataset is prepared (int8 only).
+    frame_graph: also write frame.onnx (frames → map in one graph, see
+        :mod:`hearflow.export.frame_graph`) for frames of this (width, height); None = not.
     """
 
     format: str = "onnx"
@@ -48,6 +52,7 @@ class ExportOptions:
     calibration_clips: int | None = None
     reduce_range: bool = False
     progress: bool = True
+    frame_graph: tuple[int, int] | None = None
 
 
 def _check_options(opts: ExportOptions) -> None:
@@ -87,6 +92,9 @@ def export_model(checkpoint, out, options: ExportOptions | None = None, **fields
     opts = replace(options or ExportOptions(), **fields)
     _check_options(opts)
     settings = _tensorrt_settings(opts) if opts.format == "tensorrt" else None
+    if opts.frame_graph is not None:  # before the slow export: a DIS model cannot have one
+        meta = read_meta(checkpoint)
+        check_flow(meta.get("model", {}).get("flow", "cnn"), meta.get("preprocess", {}).get("flow", "dis"))
     data = export_onnx(checkpoint, out, opset=opts.opset or OPSET, check=opts.check)
     checked = data.get("check_max_diff")
     if settings is not None:
@@ -97,6 +105,10 @@ def export_model(checkpoint, out, options: ExportOptions | None = None, **fields
     else:  # INT8 graphs of an earlier export in this folder no longer match
         for name in INT8_FILES.values():
             (Path(out) / name).unlink(missing_ok=True)
+    if opts.frame_graph is not None:
+        data = add_frame_graph(checkpoint, out, data, opts.frame_graph, check=opts.check)
+    else:  # a frame graph of an earlier export in this folder no longer matches
+        (Path(out) / FRAME_GRAPH_FILE).unlink(missing_ok=True)
     if checked is not None:  # the later steps rewrite the manifest dict without it
         data["check_max_diff"] = checked
     return data
@@ -137,5 +149,11 @@ def format_export(data: dict, out) -> str:
         lines.append(f"  onnxruntime loads the {data.get('precision', 'fp32').upper()} graphs by default")
     if "check_max_diff" in data:
         lines.append(f"  check: ONNX Runtime vs PyTorch max abs difference {data['check_max_diff']:.1e}")
+    fg = data.get("frame_graph")
+    if fg:
+        size = os.path.getsize(out / fg["file"]) / 1e6
+        w, h = fg["frame_size"]
+        lines.append(f"  {fg['file']:<16} {size:6.1f} MB  frames {w}×{h} uint8 → map; vs PyTorch "
+                     f"{fg.get('check_max_diff', float('nan')):.1e}")
     lines.append(f"  default backend: {data['default_backend']} (load with load_backend('{out}'))")
     return "\n".join(lines)

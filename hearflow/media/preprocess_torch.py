@@ -152,6 +152,19 @@ def tap_table(n_in: int, n_out: int, mode: str, shrinking: bool = True) -> tuple
 _DEVICE_TABLES: dict = {}
 
 
+def _remember(store: dict, key, make):
+    """``store[key]``, made by ``make()`` on first use. Tensors made while a graph is being
+    exported (torch.export's fake tensors, not plain ones) are used but never kept: the
+    next eager call would otherwise get a tensor without data."""
+    value = store.get(key)
+    if value is None:
+        value = make()
+        first = value[0] if isinstance(value, tuple) else value
+        if type(first) is torch.Tensor:
+            store[key] = value
+    return value
+
+
 def _device_table(n_in: int, n_out: int, mode: str, shrinking: bool, device) -> torch.Tensor:
     """tap_table on ``device`` as an (n_out, n_in) float32 matrix, made once per key.
 
@@ -163,8 +176,8 @@ def _device_table(n_in: int, n_out: int, mode: str, shrinking: bool, device) -> 
     device = torch.device(device)
     sparse = device.type == "cpu" and not torch.onnx.is_in_onnx_export()  # an exported graph holds dense
     key = (n_in, n_out, mode, shrinking, str(device), sparse)
-    t = _DEVICE_TABLES.get(key)
-    if t is None:
+
+    def make():
         idx, w = tap_table(n_in, n_out, mode, shrinking)
         dense = np.zeros((n_out, n_in), np.float64)
         np.add.at(dense, (np.arange(n_out)[:, None], idx), w)  # clamped edge taps add up
@@ -173,8 +186,9 @@ def _device_table(n_in: int, n_out: int, mode: str, shrinking: bool, device) -> 
             with warnings.catch_warnings():  # "sparse CSR support is in beta": the product used here is not
                 warnings.simplefilter("ignore", UserWarning)
                 t = t.to_sparse_csr()
-        _DEVICE_TABLES[key] = t = t.to(device)
-    return t
+        return t.to(device)
+
+    return _remember(_DEVICE_TABLES, key, make)
 
 
 # --- frames --------------------------------------------------------------------------------
@@ -248,10 +262,8 @@ _STATS: dict = {}
 
 def _stats(cfg: PreprocessConfig, device) -> tuple[torch.Tensor, torch.Tensor]:
     """cfg.mean and cfg.std as (3, 1, 1) tensors on ``device``, made once (no upload per frame)."""
-    key = (cfg.mean, cfg.std, str(device))
-    if key not in _STATS:
-        _STATS[key] = tuple(torch.tensor(v, dtype=torch.float32).view(3, 1, 1).to(device) for v in (cfg.mean, cfg.std))
-    return _STATS[key]
+    return _remember(_STATS, (cfg.mean, cfg.std, str(device)), lambda: tuple(
+        torch.tensor(v, dtype=torch.float32).view(3, 1, 1).to(device) for v in (cfg.mean, cfg.std)))
 
 
 def normalize(x: torch.Tensor, cfg: PreprocessConfig) -> torch.Tensor:
@@ -311,12 +323,12 @@ _WINDOWS: dict = {}
 
 def _window(nperseg: int, device) -> tuple[torch.Tensor, torch.Tensor, float]:
     """scipy's spectrogram window on ``device``, its rfft (for detrending) and its power."""
-    key = (nperseg, str(device))
-    if key not in _WINDOWS:
+    def make():
         win, power = spectrogram_window(nperseg)
         w = torch.from_numpy(np.array(win)).to(device)
-        _WINDOWS[key] = (w, torch.fft.rfft(w.double()).to(torch.complex64), power)
-    return _WINDOWS[key]
+        return w, torch.fft.rfft(w.double()).to(torch.complex64), power
+
+    return _remember(_WINDOWS, (nperseg, str(device)), make)
 
 
 def log_spectrogram(wave: torch.Tensor, rate: int, cfg: PreprocessConfig) -> torch.Tensor:

@@ -40,9 +40,18 @@ class Backend:
     source: str = ""
     """What was loaded (path), for messages and summaries."""
     device: str = "cpu"
+    frame_size: tuple[int, int] | None = None
+    """(width, height) of the frames :meth:`localize_frames` takes: the export's frame
+    graph (frame.onnx), None when this backend runs none."""
 
     def embed_audio(self, spectrograms: np.ndarray) -> np.ndarray:
         raise NotImplementedError
+
+    def localize_frames(self, earlier: np.ndarray, later: np.ndarray, audio_embedding: np.ndarray,
+                        fps: float) -> np.ndarray:
+        """The frame graph: two (1, H, W, 3) uint8 RGB frames and (1, D) → map (1, m, n),
+        preprocessing and flow included (see hearflow.export.frame_graph)."""
+        raise NotImplementedError(f"the {self.name} backend runs no frame graph")
 
     def localize(self, frames: np.ndarray, flows: np.ndarray | None, audio_embeddings: np.ndarray) -> np.ndarray:
         raise NotImplementedError
@@ -186,16 +195,32 @@ class OnnxRuntimeBackend(Backend):
             providers = ["CPUExecutionProvider"]
         self.sessions = {}
         for graph in GRAPHS:
-            file = self.manifest.graph_path(graph, self.precision)
-            try:
-                self.sessions[graph] = ort.InferenceSession(str(file), opts, providers=providers)
-            except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph/... types
-                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                raise ExportError(f"{file}: onnxruntime cannot load this graph ({first})") from None
+            self.sessions[graph] = self._session(self.manifest.graph_path(graph, self.precision), opts, providers)
         self._visual_inputs = self.manifest.input_names("visual")
+        fg = self.manifest.frame_graph
+        if fg is not None and self.precision == "fp32":
+            self.sessions["frame"] = self._session(self.manifest.path / fg["file"], opts, providers)
+            self.frame_size = tuple(fg["frame_size"])
+
+    @staticmethod
+    def _session(file, opts, providers):
+        import onnxruntime as ort
+
+        try:
+            return ort.InferenceSession(str(file), opts, providers=providers)
+        except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph/... types
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ExportError(f"{file}: onnxruntime cannot load this graph ({first})") from None
 
     def embed_audio(self, spectrograms: np.ndarray) -> np.ndarray:
         return self.sessions["audio"].run(None, {"spectrogram": _f32(spectrograms)})[0]
+
+    def localize_frames(self, earlier, later, audio_embedding, fps: float) -> np.ndarray:
+        if "frame" not in self.sessions:
+            return super().localize_frames(earlier, later, audio_embedding, fps)
+        feed = {"earlier": np.ascontiguousarray(earlier, np.uint8), "later": np.ascontiguousarray(later, np.uint8),
+                "audio_embedding": _f32(audio_embedding), "fps": np.asarray(fps, np.float32)}
+        return self.sessions["frame"].run(None, feed)[0]
 
     def localize(self, frames: np.ndarray, flows: np.ndarray | None, audio_embeddings: np.ndarray) -> np.ndarray:
         feed = {"frame": _f32(frames), "audio_embedding": _f32(audio_embeddings)}
@@ -246,6 +271,10 @@ class TensorRTBackend(Backend):
         self.device = device
         self.runner = EngineSet(self.manifest, device=device, fp16=fp16)
         self._visual_inputs = self.manifest.input_names("visual")
+        fg = self.manifest.frame_graph
+        if fg is not None and self.precision == "fp32":
+            self.sessions["frame"] = self._session(self.manifest.path / fg["file"], opts, providers)
+            self.frame_size = tuple(fg["frame_size"])
 
     def embed_audio(self, spectrograms):
         """numpy in, numpy out; a tensor in gives the embedding as a tensor on the GPU."""

@@ -9,6 +9,9 @@ An export folder is usable without the checkpoint it came from::
     visual.onnx     frame (batch, 3, S, S) [, flow (batch, 2, S, S)], audio_embedding
                     (batch, D) → map (batch, m, n)
     *.engine ...    TensorRT engines, their build keys and the timing cache (optional)
+    frame.onnx      earlier, later (1, H, W, 3) uint8, audio_embedding (1, D), fps () →
+                    map (1, m, n): preprocessing, flow and the visual network in one
+                    graph for one frame size (optional, ``--frame-graph``; ``frame_graph``)
     audio.int8.onnx, visual.int8.onnx
                     statically quantized copies of the two graphs (optional, ``--int8``;
                     same inputs/outputs); the manifest's ``int8`` section lists them with
@@ -36,6 +39,8 @@ GRAPHS = ("audio", "visual")
 """The two graphs: the engine runs audio every hop and visual every frame."""
 GRAPH_FILES = {"audio": "audio.onnx", "visual": "visual.onnx"}
 INT8_FILES = {"audio": "audio.int8.onnx", "visual": "visual.int8.onnx"}
+FRAME_GRAPH_FILE = "frame.onnx"
+"""The optional third graph: two uint8 frames + audio embedding → map (``--frame-graph``)."""
 PRECISIONS = ("fp32", "int8")
 """Graph sets an export folder can hold: the exported FP32 graphs, and INT8 ones (CPU)."""
 BACKENDS = ("onnxruntime", "tensorrt")
@@ -90,6 +95,11 @@ class Manifest:
     @property
     def graphs(self) -> dict:
         return self.data["graphs"]
+
+    @property
+    def frame_graph(self) -> dict | None:
+        """The frame graph's entry (file, sha256, inputs, outputs, frame_size), or None."""
+        return self.data.get("frame_graph")
 
     @property
     def tensorrt(self) -> dict | None:

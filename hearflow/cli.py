@@ -380,7 +380,9 @@ def _listen(p):
 def _export(p):
     p.add_argument("checkpoint", help="hearflow checkpoint folder")
     p.add_argument("--to", required=True, dest="out", help="export folder (created)")
-    p.add_argument("--format", choices=["onnx", "tensorrt"], default="onnx", help="default onnx")
+    p.add_argument("--format", choices=["onnx", "tensorrt", "triton"], default="onnx",
+                   help="default onnx; triton: also a Triton model repository (docs/deploy.md)")
+    p.add_argument("--triton-prefix", default="hearflow", help="triton: model names PREFIX_audio, PREFIX_visual")
     p.add_argument("--fp16", action="store_true", help="FP16 TensorRT engines")
     p.add_argument("--opt-batch", type=int, default=1, help="TensorRT profile's optimal batch (default 1: live)")
     p.add_argument("--max-batch", type=int, default=32, help="TensorRT profile's largest batch (default 32)")
@@ -401,7 +403,8 @@ def _export(p):
         options = ExportOptions(format=args.format, fp16=args.fp16, opset=args.opset, opt_batch=args.opt_batch,
                                 max_batch=args.max_batch, check=not args.no_check, device=args.device,
                                 int8=args.int8, calibration=args.calibration,
-                                calibration_clips=args.calibration_clips, reduce_range=args.reduce_range)
+                                calibration_clips=args.calibration_clips, reduce_range=args.reduce_range,
+                                triton_prefix=args.triton_prefix)
         data = export_model(args.checkpoint, args.out, options)
         print(format_export(data, args.out))
 

@@ -9,22 +9,26 @@ from pathlib import Path
 from hearflow.export.tensorrt import build_tensorrt
 from hearflow.export.onnx import OPSET, export_onnx
 from hearflow.export.quantize import CALIBRATION_CLIPS, quantize_export
+from hearflow.export.triton import format_triton, write_triton_repository
+from hearflow.errors import GPUUnavailable, MissingDependency
 from hearflow.runtime import tensorrt as trt_runtime
-from hearflow.runtime.manifest import INT8_FILES, ExportError
+from hearflow.runtime.manifest import INT8_FILES, TRITON_PREFIX, ExportError
 
-FORMATS = ("onnx", "tensorrt")
+FORMATS = ("onnx", "tensorrt", "triton")
 
 
 @dataclass(frozen=True)
 class ExportOptions:
     """How :func:`export_model` exports a checkpoint.
 
-    format: 'onnx' (audio.onnx + visual.onnx, default backend onnxruntime) or 'tensorrt'
-        (the same, plus one engine per graph built on this machine's GPU).
-    fp16: FP16 engines (tensorrt only).
+    format: 'onnx' (audio.onnx + visual.onnx, default backend onnxruntime), 'tensorrt'
+        (the same, plus one engine per graph built on this machine's GPU) or 'triton' (the
+        ONNX export plus a Triton model repository in the same folder, with TensorRT plan
+        models too when this machine has TensorRT and a GPU; see :mod:`hearflow.export.triton`).
+    fp16: FP16 engines (tensorrt, and triton's plan models).
     opset: ONNX opset; None = :data:`hearflow.export.onnx.OPSET` (18).
     opt_batch / max_batch: TensorRT optimisation profile (batch sizes 1..max_batch,
-        tuned for opt_batch).
+        tuned for opt_batch); max_batch is also the Triton models' max_batch_size.
     check: compare ONNX Runtime with PyTorch on random inputs after exporting.
     device: CUDA device the engines are built for (tensorrt only).
     int8: also write statically quantized INT8 graphs (onnx only, for onnxruntime on the
@@ -34,6 +38,7 @@ class ExportOptions:
     calibration_clips: clips to calibrate on; None = 64 (int8 only).
     reduce_range: 7-bit INT8 weights, for x86 CPUs without VNNI (int8 only).
     progress: progress bar while a calibration dataset is prepared (int8 only).
+    triton_prefix: Triton model names are <prefix>_audio and <prefix>_visual (triton only).
     """
 
     format: str = "onnx"
@@ -48,13 +53,14 @@ class ExportOptions:
     calibration_clips: int | None = None
     reduce_range: bool = False
     progress: bool = True
+    triton_prefix: str = TRITON_PREFIX
 
 
 def _check_options(opts: ExportOptions) -> None:
     """Refuse contradictory options and missing calibration data before the (slow) ONNX export."""
     if opts.format not in FORMATS:
         raise ExportError(f"unknown export format {opts.format!r} (known: {', '.join(FORMATS)})")
-    if opts.fp16 and opts.format != "tensorrt":
+    if opts.fp16 and opts.format not in ("tensorrt", "triton"):
         raise ExportError("--fp16 applies to TensorRT engines: add --format tensorrt")
     if opts.int8 and opts.format != "onnx":
         raise ExportError("--int8 makes ONNX Runtime graphs for the CPU; TensorRT engines take --fp16 instead")
@@ -76,6 +82,17 @@ def _tensorrt_settings(opts: ExportOptions) -> trt_runtime.BuildSettings:
     return settings
 
 
+def _triton_plan_settings(opts: ExportOptions) -> trt_runtime.BuildSettings | None:
+    """Engine settings for Triton's TensorRT plan models when TensorRT and a GPU are here, else None
+    (with --fp16 they must be: it asks for FP16 plans)."""
+    if opts.fp16:
+        return _tensorrt_settings(opts)
+    try:
+        return _tensorrt_settings(opts)
+    except (MissingDependency, GPUUnavailable):
+        return None
+
+
 def export_model(checkpoint, out, options: ExportOptions | None = None, **fields) -> dict:
     """Export ``checkpoint`` to folder ``out``; returns the manifest dict.
 
@@ -86,7 +103,11 @@ def export_model(checkpoint, out, options: ExportOptions | None = None, **fields
     """
     opts = replace(options or ExportOptions(), **fields)
     _check_options(opts)
-    settings = _tensorrt_settings(opts) if opts.format == "tensorrt" else None
+    settings = None
+    if opts.format == "tensorrt":
+        settings = _tensorrt_settings(opts)
+    elif opts.format == "triton":
+        settings = _triton_plan_settings(opts)
     data = export_onnx(checkpoint, out, opset=opts.opset or OPSET, check=opts.check)
     checked = data.get("check_max_diff")
     if settings is not None:
@@ -97,6 +118,8 @@ def export_model(checkpoint, out, options: ExportOptions | None = None, **fields
     else:  # INT8 graphs of an earlier export in this folder no longer match
         for name in INT8_FILES.values():
             (Path(out) / name).unlink(missing_ok=True)
+    if opts.format == "triton":
+        data = write_triton_repository(out, opts.triton_prefix, opts.max_batch)
     if checked is not None:  # the later steps rewrite the manifest dict without it
         data["check_max_diff"] = checked
     return data
@@ -135,6 +158,7 @@ def format_export(data: dict, out) -> str:
                      f"(min {check.get('map_correlation_min', float('nan')):.3f}), audio embedding cosine "
                      f"min {check.get('audio_cosine_min', float('nan')):.3f}")
         lines.append(f"  onnxruntime loads the {data.get('precision', 'fp32').upper()} graphs by default")
+    lines += format_triton(data, out)
     if "check_max_diff" in data:
         lines.append(f"  check: ONNX Runtime vs PyTorch max abs difference {data['check_max_diff']:.1e}")
     lines.append(f"  default backend: {data['default_backend']} (load with load_backend('{out}'))")

@@ -195,7 +195,8 @@ def _eval(p):
     p.add_argument("model", nargs="?", help="checkpoint folder or export folder")
     p.add_argument("data", nargs="?", help="dataset folder (prepared with the model's preprocessing) or cache")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--backend", default=None, help="torch, onnxruntime[-fp32|-int8] or tensorrt (default: by model type)")
+    p.add_argument("--backend", default=None, help="torch, onnxruntime[-fp32|-int8], tensorrt or "
+                   "triton:grpc://HOST:PORT[/PREFIX] (default: by model type)")
     p.add_argument("--split", default="test", help="split to score (default test)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--save-maps", action="store_true", help="also write the maps as OUT/maps.npz")
@@ -288,9 +289,8 @@ def _run(p):
                    help="same (the video's own track), mic or mic:<device>, an audio file, gst:<pipeline>, synth, "
                         "or none (default same)")
     p.add_argument("--sink", default="overlay", help=f"where results go: {SINK_HELP} (default overlay)")
-    p.add_argument("--backend", choices=["torch", "onnxruntime", "onnxruntime-fp32", "onnxruntime-int8", "tensorrt"],
-                   default=None, help="inference runtime (default: torch for a checkpoint, the manifest's for an "
-                   "export); onnxruntime-fp32/-int8 pick the graphs' precision")
+    p.add_argument("--backend", default=None, help="torch, onnxruntime[-fp32|-int8], tensorrt or "
+                   "triton:grpc://HOST:PORT[/PREFIX] (default: torch for a checkpoint, the manifest's for an export)")
     p.add_argument("--realtime", action=argparse.BooleanOptionalAction, default=None,
                    help="pace files like a live source (default: on for cameras/mics/URLs, off for files)")
     p.add_argument("--duration", type=float, default=None, help="stop after this many seconds of input (> 0)")

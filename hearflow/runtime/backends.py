@@ -9,7 +9,9 @@ which runtime is underneath. ``backend.preprocess`` is the PreprocessConfig the 
 trained with: callers build inputs from it with :mod:`hearflow.media`.
 
 Runtimes: ``torch`` (PyTorch eager, from a checkpoint), ``onnxruntime`` and ``tensorrt``
-(from an export folder written by ``hearflow export``; see :mod:`hearflow.runtime.manifest`).
+(from an export folder written by ``hearflow export``; see :mod:`hearflow.runtime.manifest`),
+and ``triton:grpc://HOST:PORT[/PREFIX]`` (a Triton Inference Server runs the export's
+graphs; :mod:`hearflow.runtime.triton_client`).
 """
 
 from __future__ import annotations
@@ -22,33 +24,9 @@ import numpy as np
 from hearflow.errors import GPUUnavailable, HearflowError
 from hearflow.media.preprocess import PreprocessConfig
 from hearflow.model.checkpoint import load_checkpoint
+from hearflow.runtime.interface import Backend, BackendUnavailable, f32 as _f32  # noqa: F401 (re-exported)
 from hearflow.runtime.manifest import GRAPHS, PRECISIONS, ExportError, read_manifest
 from hearflow.runtime.tensorrt import EngineSet
-
-
-class Backend:
-    """Base class: subclasses set the attributes and implement the two calls."""
-
-    name: str = ""
-    preprocess: PreprocessConfig
-    model_config: dict
-    uses_flow: bool
-    source: str = ""
-    """What was loaded (path), for messages and summaries."""
-    device: str = "cpu"
-
-    def embed_audio(self, spectrograms: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
-
-    def localize(self, frames: np.ndarray, flows: np.ndarray | None, audio_embeddings: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
-
-    def describe(self) -> str:
-        return f"{self.name} backend ({self.device}), model {self.source}"
-
-
-def _f32(x: np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray(x, dtype=np.float32)
 
 
 class TorchBackend(Backend):
@@ -256,12 +234,26 @@ def _looks_like_export(path: Path) -> bool:
     return path.is_dir() and any(path.glob("*.onnx"))
 
 
+def _triton_backend(path: Path, url: str, export: bool, device: str, threads: int, precision: str | None):
+    """A TritonBackend on export folder ``path`` (the same folder the server serves)."""
+    from hearflow.runtime.triton_client import TritonBackend
+
+    if not export:
+        raise HearflowError(f"{path}: the triton backend needs the export folder the server runs (its "
+                            f"preprocessing builds the inputs); make one with `hearflow export {path} --to DIR "
+                            "--format triton`")
+    if precision not in (None, "fp32"):
+        raise HearflowError(f"precision {precision!r} applies to the onnxruntime backend, not triton")
+    return TritonBackend(path, url, device=device, threads=threads)
+
+
 def load_backend(path, backend: str | None = None, device: str = "auto", threads: int = 0,
                  precision: str | None = None) -> Backend:
     """Load a model for inference.
 
     path: a checkpoint folder (or model.safetensors) or an export folder (manifest.json).
-    backend: 'torch', 'onnxruntime' or 'tensorrt'; None = torch for a checkpoint, the
+    backend: 'torch', 'onnxruntime', 'tensorrt' or 'triton:grpc://HOST:PORT[/PREFIX]' (a
+        Triton server runs the export folder's graphs); None = torch for a checkpoint, the
         manifest's default for an export folder. 'onnxruntime-fp32' / 'onnxruntime-int8'
         name the precision too (the same as ``precision``).
     device: 'auto', 'cpu', 'cuda' or 'cuda:N' (TensorRT: CUDA only).
@@ -276,6 +268,8 @@ def load_backend(path, backend: str | None = None, device: str = "auto", threads
         raise ExportError(f"{path}: has ONNX files but no manifest.json (incomplete export; re-export the model)")
     if backend is None:
         backend = read_manifest(path).default_backend if export else "torch"
+    if backend.startswith("triton:"):
+        return _triton_backend(path, backend, export, device, threads, precision)
     base, _, suffix = backend.partition("-")
     if base == "onnxruntime" and suffix:
         if suffix not in PRECISIONS:

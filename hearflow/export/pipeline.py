@@ -9,7 +9,7 @@ from pathlib import Path
 from hearflow.export.tensorrt import build_tensorrt
 from hearflow.export.onnx import OPSET, export_onnx
 from hearflow.export.quantize import CALIBRATION_CLIPS, quantize_export
-from hearflow.export.triton import format_triton, write_triton_repository
+from hearflow.export.triton import check_prefix, format_triton, write_triton_repository
 from hearflow.errors import GPUUnavailable, MissingDependency
 from hearflow.runtime import tensorrt as trt_runtime
 from hearflow.runtime.manifest import INT8_FILES, TRITON_PREFIX, ExportError
@@ -68,6 +68,8 @@ def _check_options(opts: ExportOptions) -> None:
         raise ExportError("--calibration, --calibration-clips and --reduce-range apply to --int8 exports")
     if opts.calibration is not None and not Path(opts.calibration).exists():
         raise ExportError(f"{opts.calibration}: calibration data not found (give a dataset folder or a prepared cache)")
+    if opts.format == "triton":
+        check_prefix(opts.triton_prefix)
     if opts.calibration_clips is not None and opts.calibration_clips < 1:
         raise ExportError(f"--calibration-clips must be >= 1, got {opts.calibration_clips}")
 

@@ -15,7 +15,8 @@ dropped: Triton adds it under ``max_batch_size``; the time axis is -1), dynamic 
 (requests of several engines are merged into one call), one instance per GPU
 (``KIND_AUTO``: on the CPU where the server has none) and the export's description as
 ``parameters`` (hearflow.source_sha256, hearflow.preprocess, hearflow.model), so a client
-can check that the server runs the model it has the preprocessing of.
+can check that the server runs the model it has the preprocessing of (Triton keeps them;
+PyTriton, which the tests serve with, makes its own configs without them).
 """
 
 from __future__ import annotations
@@ -82,11 +83,15 @@ def _write_model(folder: Path, name: str, source: Path, kind: str, graph: dict, 
     return {"name": name, "platform": platform, "file": f"{name}/{VERSION}/{file}"}
 
 
+def check_prefix(prefix: str) -> None:
+    if not prefix.replace("_", "").replace("-", "").isalnum():
+        raise ExportError(f"Triton model prefix {prefix!r}: use letters, digits, '_' and '-' only")
+
+
 def write_triton_repository(folder, prefix: str = TRITON_PREFIX, max_batch: int = MAX_BATCH) -> dict:
     """Add Triton models to export folder ``folder`` (its ONNX graphs, and its TensorRT
     engines when it has them); returns the manifest dict with its ``triton`` section."""
-    if not prefix.replace("_", "").replace("-", "").isalnum():
-        raise ExportError(f"Triton model prefix {prefix!r}: use letters, digits, '_' and '-' only")
+    check_prefix(prefix)
     manifest = read_manifest(folder)
     manifest.check_files(verify_hash=True)
     folder = manifest.path

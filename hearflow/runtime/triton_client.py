@@ -88,6 +88,8 @@ class TritonClient:
         self.retry_at = 0.0
         self.backoff = BACKOFF_S[0]
         self.failures = 0
+        self.checked = False
+        """Set once the models were found: from then on, missing models mean a server (re)starting."""
 
     def call(self, fn, *args, **kwargs):
         """``fn(*args, client_timeout=timeout)`` under the retry policy."""
@@ -99,10 +101,13 @@ class TritonClient:
             result = fn(*args, client_timeout=self.timeout, **kwargs)
         except self.error_type as exc:
             status = str(exc.status() or "")
-            if status not in TRANSIENT:
+            # the models were there when we connected: a server without them is (re)starting
+            message = exc.message() or ""
+            loading = self.checked and ("unknown model" in message or "not ready" in message)
+            if status not in TRANSIENT and not loading:
                 raise HearflowError(f"Triton server {self.address}: {exc.message()}") from None
             self._failed(now)
-            what = "timed out" if "DEADLINE" in status else "unreachable"
+            what = "timed out" if "DEADLINE" in status else "loading its models" if loading else "unreachable"
             raise BackendUnavailable(f"Triton server {self.address} {what} "
                                      f"({self.timeout:g} s timeout); retrying in {self.backoff:.2f} s") from None
         self.down_since, self.backoff = None, BACKOFF_S[0]
@@ -144,6 +149,7 @@ class TritonBackend(Backend):
         self.models = {g: triton_model_name(opts["prefix"], g, plan=opts["trt"]) for g in GRAPHS}
         self.conn = TritonClient(opts["address"], opts["timeout"])
         self.max_batch = {g: self._check_model(g) for g in GRAPHS}
+        self.conn.checked = True
         self._visual_inputs = self.manifest.input_names("visual")
 
     def _check_model(self, graph: str) -> int:

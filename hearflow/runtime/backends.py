@@ -278,7 +278,7 @@ def load_backend(path, backend: str | None = None, device: str = "auto", threads
             raise HearflowError(f"backend {backend!r} contradicts precision {precision!r}")
         backend, precision = base, suffix
     if backend not in BACKENDS:
-        raise HearflowError(f"unknown backend {backend!r} (available: {', '.join(BACKENDS)})")
+        raise HearflowError(f"unknown backend {backend!r} (available: {', '.join(BACKENDS)}, triton:grpc://HOST:PORT)")
     if backend == "torch" and export:
         raise HearflowError(f"{path}: an export folder has no PyTorch weights; use --backend onnxruntime or "
                             "tensorrt, or give the checkpoint for torch")

@@ -145,7 +145,7 @@ class TritonBackend(Backend):
         self.uses_flow = self.manifest.uses_flow
         self.source = str(path)
         self.url = url
-        self.device = f"triton {opts['address']}"
+        self.device = "remote"  # the server decides (its instance groups); the url says where
         self.models = {g: triton_model_name(opts["prefix"], g, plan=opts["trt"]) for g in GRAPHS}
         self.conn = TritonClient(opts["address"], opts["timeout"])
         self.max_batch = {g: self._check_model(g) for g in GRAPHS}

@@ -9,7 +9,7 @@ from pathlib import Path
 from hearflow.export.tensorrt import build_tensorrt
 from hearflow.export.onnx import OPSET, export_onnx
 from hearflow.export.quantize import CALIBRATION_CLIPS, quantize_export
-from hearflow.export.triton import check_prefix, format_triton, write_triton_repository
+from hearflow.export.triton import check_prefix, format_triton, remove_triton_models, write_triton_repository
 from hearflow.errors import GPUUnavailable, MissingDependency
 from hearflow.runtime import tensorrt as trt_runtime
 from hearflow.runtime.manifest import INT8_FILES, TRITON_PREFIX, ExportError
@@ -112,6 +112,7 @@ def export_model(checkpoint, out, options: ExportOptions | None = None, **fields
         settings = _triton_plan_settings(opts)
     data = export_onnx(checkpoint, out, opset=opts.opset or OPSET, check=opts.check)
     checked = data.get("check_max_diff")
+    remove_triton_models(out)
     if settings is not None:
         data = build_tensorrt(out, settings, device=opts.device)
     if opts.int8:

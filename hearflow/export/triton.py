@@ -83,6 +83,13 @@ def _write_model(folder: Path, name: str, source: Path, kind: str, graph: dict, 
     return {"name": name, "platform": platform, "file": f"{name}/{VERSION}/{file}"}
 
 
+def remove_triton_models(folder) -> None:
+    """Delete the Triton models an earlier export left in ``folder`` (sub-folders with a
+    config.pbtxt): a re-export must not leave a server serving the old graphs."""
+    for config in Path(folder).glob("*/config.pbtxt"):
+        shutil.rmtree(config.parent)
+
+
 def check_prefix(prefix: str) -> None:
     if not prefix.replace("_", "").replace("-", "").isalnum():
         raise ExportError(f"Triton model prefix {prefix!r}: use letters, digits, '_' and '-' only")

@@ -13,11 +13,13 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
 import pytest
 import torch
+import zmq
 from google.protobuf import text_format
 
 from hearflow.config import from_dict
@@ -29,7 +31,7 @@ from hearflow.model import ModelConfig, create_model
 from hearflow.model.checkpoint import file_sha256, save_checkpoint
 from hearflow.runtime.backends import load_backend
 from hearflow.runtime.triton_client import parse_url
-from triton_server import ROOT, SKIP_REASON, TritonServer, available
+from triton_server import ROOT, SKIP_REASON, TritonServer, available, free_ports
 
 CFG = ModelConfig(backbone="resnet18_w16", flow="cnn")
 PRE = PreprocessConfig(image_size=128)
@@ -151,8 +153,21 @@ def test_two_engines_share_the_server(server, export_dir, tmp_path):
 @pytest.mark.slow
 def test_a_paused_or_killed_server_loses_only_the_frames_of_the_outage(server, export_dir, tmp_path):
     results = tmp_path / "run.jsonl"
+    port = free_ports(1)[0]
     run = hearflow_run(export_dir, server.url + "?timeout=0.3", "--realtime", "--duration", 120, "--threads", 1,
-                       "--sink", f"jsonl:{results}", "--summary", tmp_path / "summary.json")
+                       "--sink", f"jsonl:{results},zmq:tcp://127.0.0.1:{port}", "--summary", tmp_path / "summary.json")
+    states = []
+
+    def listen():  # the engine's hearflow.status messages, as a robot would see them
+        with zmq.Context() as ctx, ctx.socket(zmq.SUB) as sub:
+            sub.connect(f"tcp://127.0.0.1:{port}")
+            sub.setsockopt(zmq.SUBSCRIBE, b"hearflow.status")
+            while run.poll() is None:
+                if sub.poll(100):
+                    states.append(json.loads(sub.recv_multipart()[1])["state"])
+
+    listener = threading.Thread(target=listen, daemon=True)
+    listener.start()
 
     def results_after(t, n=5, timeout=60.0):
         """Wait for n results captured after monotonic time t; the run must stay alive."""
@@ -185,11 +200,16 @@ def test_a_paused_or_killed_server_loses_only_the_frames_of_the_outage(server, e
     finally:
         run.send_signal(signal.SIGINT)
         _, err = run.communicate(timeout=60)
+        listener.join(timeout=10)
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["error"] is None, err
     lost = summary["inference_failed"]
     assert lost["frames"] > 10 and "Triton server" in lost["last_error"]
     assert "timed out" in err and "unreachable" in err and "answering again" in err
+    # the status said so, and said running again once the server was back
+    changes = [s for i, s in enumerate(states) if i == 0 or s != states[i - 1]]
+    assert changes.count("backend unavailable") >= 2, changes
+    assert changes[changes.index("backend unavailable") + 1] == "running", changes
     # every captured frame was either processed, lost to an outage, or dropped to stay real-time
     accounted = summary["processed"] + lost["frames"] + summary["dropped"]["before_inference"]
     assert 0 <= summary["captured"] - accounted <= 2

@@ -6,12 +6,12 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test test-fast install gpu-check clean
+.PHONY: demo test test-fast install gpu-check clean triton-venv
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[audio,dev]'
+	$(PY) -m pip install --quiet -e '.[audio,dev,triton]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -19,7 +19,11 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(PY) -m hearflow.demo
 
-test: $(STAMP)
+# .venv-triton: a real Triton server (PyTriton) for the triton backend's tests
+triton-venv:
+	bash scripts/triton_venv.sh
+
+test: $(STAMP) triton-venv
 	$(PY) -m pytest -q
 
 # everything but the tests marked slow (over ~10 s each): for quick loops while editing
@@ -32,4 +36,4 @@ gpu-check: $(STAMP)
 	$(PY) scripts/gpu_check.py --out out/gpu_check.json
 
 clean:
-	rm -rf $(VENV) out .pytest_cache
+	rm -rf $(VENV) .venv-triton out .pytest_cache

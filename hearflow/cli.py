@@ -195,7 +195,8 @@ def _eval(p):
     p.add_argument("model", nargs="?", help="checkpoint folder or export folder")
     p.add_argument("data", nargs="?", help="dataset folder (prepared with the model's preprocessing) or cache")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--backend", default=None, help="torch, onnxruntime[-fp32|-int8] or tensorrt (default: by model type)")
+    p.add_argument("--backend", default=None, help="torch, onnxruntime[-fp32|-int8], tensorrt or "
+                   "triton:grpc://HOST:PORT[/PREFIX] (default: by model type)")
     p.add_argument("--split", default="test", help="split to score (default test)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--save-maps", action="store_true", help="also write the maps as OUT/maps.npz")
@@ -291,9 +292,8 @@ def _run(p):
                    help="same (the video's own track), mic or mic:<device>, an audio file, gst:<pipeline>, synth, "
                         "or none (default same)")
     p.add_argument("--sink", default="overlay", help=f"where results go: {SINK_HELP} (default overlay)")
-    p.add_argument("--backend", choices=["torch", "onnxruntime", "onnxruntime-fp32", "onnxruntime-int8", "tensorrt"],
-                   default=None, help="inference runtime (default: torch for a checkpoint, the manifest's for an "
-                   "export); onnxruntime-fp32/-int8 pick the graphs' precision")
+    p.add_argument("--backend", default=None, help="torch, onnxruntime[-fp32|-int8], tensorrt or "
+                   "triton:grpc://HOST:PORT[/PREFIX] (default: torch for a checkpoint, the manifest's for an export)")
     p.add_argument("--realtime", action=argparse.BooleanOptionalAction, default=None,
                    help="pace files like a live source (default: on for cameras/mics/URLs, off for files)")
     p.add_argument("--duration", type=float, default=None, help="stop after this many seconds of input (> 0)")
@@ -391,7 +391,9 @@ def _listen(p):
 def _export(p):
     p.add_argument("checkpoint", help="hearflow checkpoint folder")
     p.add_argument("--to", required=True, dest="out", help="export folder (created)")
-    p.add_argument("--format", choices=["onnx", "tensorrt"], default="onnx", help="default onnx")
+    p.add_argument("--format", choices=["onnx", "tensorrt", "triton"], default="onnx",
+                   help="default onnx; triton: also a Triton model repository (docs/deploy.md)")
+    p.add_argument("--triton-prefix", default="hearflow", help="triton: model names PREFIX_audio, PREFIX_visual")
     p.add_argument("--fp16", action="store_true", help="FP16 TensorRT engines")
     p.add_argument("--opt-batch", type=int, default=1, help="TensorRT profile's optimal batch (default 1: live)")
     p.add_argument("--max-batch", type=int, default=32, help="TensorRT profile's largest batch (default 32)")
@@ -417,7 +419,8 @@ def _export(p):
                                 max_batch=args.max_batch, check=not args.no_check, device=args.device,
                                 int8=args.int8, calibration=args.calibration,
                                 calibration_clips=args.calibration_clips, reduce_range=args.reduce_range,
-                                frame_graph=parse_frame_size(args.frame_graph) if args.frame_graph else None)
+                                frame_graph=parse_frame_size(args.frame_graph) if args.frame_graph else None,
+                                triton_prefix=args.triton_prefix)
         data = export_model(args.checkpoint, args.out, options)
         print(format_export(data, args.out))
 

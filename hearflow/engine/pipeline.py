@@ -33,6 +33,7 @@ from hearflow.engine.sources.base import LIVE_RATE, Source, VideoSource
 from hearflow.media.audio import audio_window
 from hearflow.runtime.confidence import confidence, rms_db
 from hearflow.runtime.geometry import CameraModel, CameraSpec
+from hearflow.runtime.interface import BackendUnavailable
 from hearflow.runtime.peaks import PeakTracker, find_peaks
 
 
@@ -109,6 +110,8 @@ class Counters:
     """Captured frames never processed (overwritten in the mailbox)."""
     audio_embeddings: int = 0
     warming_up: int = 0
+    inference_failed: int = 0
+    """Frames lost because a remote backend could not answer (unreachable, timed out)."""
     last_confidence: float = 0.0
     result_latency: LatencyStats = field(default_factory=LatencyStats)
     publish_latency: LatencyStats = field(default_factory=LatencyStats)
@@ -178,6 +181,9 @@ class Engine:
         ring_seconds = max(cfg.ring_seconds, self.pre.audio_seconds + 2)
         self.ring = AudioRing(self.rate, ring_seconds) if audio is not None else None
         self.error: BaseException | None = None
+        self.backend_down: str | None = None
+        """While a remote backend fails: its last error (the heartbeat says 'backend unavailable')."""
+        self.backend_error: str | None = None
         self.runners: list[SinkRunner] = []
         """One per sink, started by run()."""
         self.inputs = make_inputs(self.pre, self.rate, backend, device, size=video.size, log=self.log)
@@ -239,6 +245,21 @@ class Engine:
         self.stop.set()
 
     def _process(self, pkt: FramePacket, flows) -> None:
+        """One frame; a remote backend that cannot answer now loses this frame, not the run."""
+        try:
+            self._process_frame(pkt, flows)
+        except BackendUnavailable as exc:
+            self.counters.inference_failed += 1
+            if self.backend_down is None:
+                self.log(f"warning: inference: {exc}")
+            self.backend_down = self.backend_error = str(exc)
+            return
+        if self.backend_down is not None:
+            self.log(f"inference: {self.backend.name} backend answering again "
+                     f"({self.counters.inference_failed} frames lost so far)")
+            self.backend_down = None
+
+    def _process_frame(self, pkt: FramePacket, flows) -> None:
         be, c = self.backend, self.counters
         t = pkt.t_media
         # audio: re-embed every hop of media time (or when time jumps back)
@@ -406,7 +427,8 @@ class Engine:
         p50, p99 = c.result_latency.percentiles()
         lat = f"{p50 * 1000:.0f}/{p99 * 1000:.0f} ms" if p50 is not None else "-"
         return (f"in {self._captured() / elapsed:5.1f} fps | out {c.processed / elapsed:5.1f} fps | "
-                f"latency p50/p99 {lat} | dropped {self.mailbox.dropped} | conf {c.last_confidence:.2f}")
+                f"latency p50/p99 {lat} | dropped {self.mailbox.dropped} | conf {c.last_confidence:.2f}"
+                + (f" | BACKEND UNAVAILABLE ({c.inference_failed} frames lost)" if self.backend_down else ""))
 
     def _camera_summary(self) -> dict | None:
         if self.camera is not None:
@@ -445,11 +467,12 @@ class Engine:
             "status_messages": self.heartbeat.sent,
             "sinks": {r.sink.name: r.report() for r in runners},
             "damaged_media": self._damage(),
+            "inference_failed": {"frames": c.inference_failed, "last_error": self.backend_error},
             "error": None if self.error is None else str(self.error),
         }
 
 
-ENGINE_STATES = ("starting", "running", "source lost", "reconnecting", "stopping")
+ENGINE_STATES = ("starting", "running", "source lost", "reconnecting", "backend unavailable", "stopping")
 """The engine states a hearflow.status message reports (docs/wire_format.md)."""
 
 
@@ -496,7 +519,7 @@ class Heartbeat:
         fps = float(e.video.fps or 0.0)
         timeout = max(self.cfg.source_timeout, 3.0 / fps if fps > 0 else 0.0)
         if now - self._last_frame_t < timeout:
-            return "running"
+            return "backend unavailable" if e.backend_down else "running"
         # the source itself reported a loss since its last frame: it is retrying
         return "reconnecting" if counters.errors > self._errors_at_last_frame else "source lost"
 

@@ -13,7 +13,9 @@ provider then copies them up again: device preprocessing gains nothing there). `
 trained with: callers build inputs from it with :mod:`hearflow.media`.
 
 Runtimes: ``torch`` (PyTorch eager, from a checkpoint), ``onnxruntime`` and ``tensorrt``
-(from an export folder written by ``hearflow export``; see :mod:`hearflow.runtime.manifest`).
+(from an export folder written by ``hearflow export``; see :mod:`hearflow.runtime.manifest`),
+and ``triton:grpc://HOST:PORT[/PREFIX]`` (a Triton Inference Server runs the export's
+graphs; :mod:`hearflow.runtime.triton_client`).
 """
 
 from __future__ import annotations
@@ -26,49 +28,9 @@ import numpy as np
 from hearflow.errors import GPUUnavailable, HearflowError
 from hearflow.media.preprocess import PreprocessConfig
 from hearflow.model.checkpoint import load_checkpoint
+from hearflow.runtime.interface import Backend, BackendUnavailable, f32 as _f32, is_tensor as _is_tensor  # noqa: F401
 from hearflow.runtime.manifest import GRAPHS, PRECISIONS, ExportError, read_manifest
 from hearflow.runtime.tensorrt import EngineSet
-
-
-class Backend:
-    """Base class: subclasses set the attributes and implement the two calls."""
-
-    name: str = ""
-    preprocess: PreprocessConfig
-    model_config: dict
-    uses_flow: bool
-    source: str = ""
-    """What was loaded (path), for messages and summaries."""
-    device: str = "cpu"
-    frame_size: tuple[int, int] | None = None
-    """(width, height) of the frames :meth:`localize_frames` takes: the export's frame
-    graph (frame.onnx), None when this backend runs none."""
-
-    def embed_audio(self, spectrograms: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
-
-    def localize_frames(self, earlier: np.ndarray, later: np.ndarray, audio_embedding: np.ndarray,
-                        fps: float) -> np.ndarray:
-        """The frame graph: two (1, H, W, 3) uint8 RGB frames and (1, D) → map (1, m, n),
-        preprocessing and flow included (see hearflow.export.frame_graph)."""
-        raise NotImplementedError(f"the {self.name} backend runs no frame graph")
-
-    def localize(self, frames: np.ndarray, flows: np.ndarray | None, audio_embeddings: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
-
-    def describe(self) -> str:
-        return f"{self.name} backend ({self.device}), model {self.source}"
-
-
-def _is_tensor(x) -> bool:
-    return type(x).__module__.startswith("torch")
-
-
-def _f32(x) -> np.ndarray:
-    """A contiguous float32 numpy array (a torch tensor is copied to the host)."""
-    if _is_tensor(x):
-        x = x.detach().float().cpu().numpy()
-    return np.ascontiguousarray(x, dtype=np.float32)
 
 
 class TorchBackend(Backend):
@@ -308,12 +270,26 @@ def _looks_like_export(path: Path) -> bool:
     return path.is_dir() and any(path.glob("*.onnx"))
 
 
+def _triton_backend(path: Path, url: str, export: bool, device: str, threads: int, precision: str | None):
+    """A TritonBackend on export folder ``path`` (the same folder the server serves)."""
+    from hearflow.runtime.triton_client import TritonBackend
+
+    if not export:
+        raise HearflowError(f"{path}: the triton backend needs the export folder the server runs (its "
+                            f"preprocessing builds the inputs); make one with `hearflow export {path} --to DIR "
+                            "--format triton`")
+    if precision not in (None, "fp32"):
+        raise HearflowError(f"precision {precision!r} applies to the onnxruntime backend, not triton")
+    return TritonBackend(path, url, device=device, threads=threads)
+
+
 def load_backend(path, backend: str | None = None, device: str = "auto", threads: int = 0,
                  precision: str | None = None) -> Backend:
     """Load a model for inference.
 
     path: a checkpoint folder (or model.safetensors) or an export folder (manifest.json).
-    backend: 'torch', 'onnxruntime' or 'tensorrt'; None = torch for a checkpoint, the
+    backend: 'torch', 'onnxruntime', 'tensorrt' or 'triton:grpc://HOST:PORT[/PREFIX]' (a
+        Triton server runs the export folder's graphs); None = torch for a checkpoint, the
         manifest's default for an export folder. 'onnxruntime-fp32' / 'onnxruntime-int8'
         name the precision too (the same as ``precision``).
     device: 'auto', 'cpu', 'cuda' or 'cuda:N' (TensorRT: CUDA only).
@@ -328,6 +304,8 @@ def load_backend(path, backend: str | None = None, device: str = "auto", threads
         raise ExportError(f"{path}: has ONNX files but no manifest.json (incomplete export; re-export the model)")
     if backend is None:
         backend = read_manifest(path).default_backend if export else "torch"
+    if backend.startswith("triton:"):
+        return _triton_backend(path, backend, export, device, threads, precision)
     base, _, suffix = backend.partition("-")
     if base == "onnxruntime" and suffix:
         if suffix not in PRECISIONS:
@@ -336,7 +314,7 @@ def load_backend(path, backend: str | None = None, device: str = "auto", threads
             raise HearflowError(f"backend {backend!r} contradicts precision {precision!r}")
         backend, precision = base, suffix
     if backend not in BACKENDS:
-        raise HearflowError(f"unknown backend {backend!r} (available: {', '.join(BACKENDS)})")
+        raise HearflowError(f"unknown backend {backend!r} (available: {', '.join(BACKENDS)}, triton:grpc://HOST:PORT)")
     if backend == "torch" and export:
         raise HearflowError(f"{path}: an export folder has no PyTorch weights; use --backend onnxruntime or "
                             "tensorrt, or give the checkpoint for torch")

@@ -17,6 +17,13 @@ An export folder is usable without the checkpoint it came from::
                     same inputs/outputs); the manifest's ``int8`` section lists them with
                     their calibration, and ``precision`` says which set onnxruntime loads
 
+    hearflow_audio/, hearflow_visual/
+                    Triton Inference Server models (optional, ``--format triton``):
+                    config.pbtxt + 1/model.onnx each (``*_trt/1/model.plan`` too when
+                    built on a GPU); the folder is then also a Triton model repository
+                    (Triton reads only its sub-folders); the manifest's ``triton``
+                    section lists the models
+
 Each .onnx file also carries the same description in its ``metadata_props`` (keys
 ``hearflow.*``), so a single graph file can be traced back to its model and
 preprocessing. Shapes use the names ``batch`` and ``time`` for the dynamic axes.
@@ -47,6 +54,15 @@ BACKENDS = ("onnxruntime", "tensorrt")
 """Backends an export folder can name as its default."""
 META_PREFIX = "hearflow."
 """Prefix of the keys written to each ONNX file's metadata_props."""
+
+TRITON_PREFIX = "hearflow"
+"""Default prefix of the Triton model names: ``hearflow_audio``, ``hearflow_visual``."""
+
+
+def triton_model_name(prefix: str, graph: str, plan: bool = False) -> str:
+    """The Triton model serving ``graph``: ``<prefix>_<graph>``, ``_trt`` added for the TensorRT plan."""
+    return f"{prefix}_{graph}" + ("_trt" if plan else "")
+
 
 # Sample rates the audio graph is expected to see when the PreprocessConfig keeps each
 # file's native rate (EZ-VSL): TensorRT needs a range for the dynamic time axis.

@@ -49,7 +49,12 @@ def _overrides_help() -> str:
     "Write short clips in which several objects are visible and exactly one makes the sound. "
     "Output: videos/<id>.mp4 (H.264 + AAC), annotations.json (VGG-SS format plus frame time "
     "and motion regime), Annotations/<id>.xml (Flickr-SoundNet style, test clips), "
-    "splits/{train,val,test}.txt, synth.yaml (the config used). Deterministic for a seed.",
+    "splits/{train,val,test}.txt, synth.yaml (the config used). Deterministic for a seed. "
+    "Motion regimes (regime_weights.NAME=W; recorded per clip in annotations.json): source_moves, "
+    "all_move, distractor_moves, static, and, off by default, twins_source_moves, "
+    "twins_distractor_moves, twins_all_move: 2+ identical objects (one class and look), one "
+    "sounding, so only motion can tell which (in twins_all_move every twin's speed swells and "
+    "ebbs, the sounding one's with its sound's loudness); configs/synth_twins.yaml mixes all seven.",
 )
 def _synth(p):
     p.add_argument("out", help="output folder (created)")

@@ -185,6 +185,36 @@ def _train(p):
     return run
 
 
+# --------------------------------------------------------------------------- sweep
+@command(
+    "sweep",
+    "train and evaluate CONFIG over seeds and option values; a table with intervals",
+    "One run per cell (each --set value combination × each seed) in OUT/<cell>/: train, evaluate "
+    "best/ on the test split, result.json. A killed sweep rerun with the same command continues "
+    "where it stopped. Writes OUT/summary.{md,csv,json}: per setting and motion regime, pointing and "
+    "adaptive cIoU@0.5 as mean ± std over seeds with per-seed values, and the paired difference "
+    "first value − each other value of the first --set key with a 95%% bootstrap interval over test clips.",
+)
+def _sweep(p):
+    p.add_argument("config", help="experiment YAML (see configs/)")
+    p.add_argument("overrides", nargs="*", help=_overrides_help() + " (applied to every cell)")
+    p.add_argument("--seeds", default="0,1,2", help="training seeds, e.g. 0,1,2 (default) or 0-4")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=V1,V2",
+                   help="a config key and the values to sweep, e.g. model.flow=cnn,none (repeatable)")
+    p.add_argument("--out", default="runs/sweep", help="sweep folder (default runs/sweep)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    def run(args):
+        from hearflow.trainer import sweep
+
+        summary = sweep.run_sweep(args.config, sweep.parse_seeds(args.seeds), sweep.parse_sets(args.set),
+                                  args.out, args.overrides, progress=not args.no_progress)
+        print(sweep.markdown(summary))
+        print(f"{summary['ran']} run(s) done, {summary['skipped']} already finished; summary in {args.out}/summary.md")
+
+    return run
+
+
 # --------------------------------------------------------------------------- eval
 @command(
     "eval",

@@ -185,6 +185,33 @@ def _train(p):
     return run
 
 
+# --------------------------------------------------------------------------- check
+@command(
+    "check",
+    "report what a dataset folder holds against its annotations (headers only, before preparing)",
+    "Clips found per split, annotated clips with no video, videos with no annotation, files that are "
+    "not videos, unreadable files (with the decoder's reason), and the distribution of duration, frame "
+    "rate, resolution, audio rate and channels. Reads container headers only, in parallel, with a "
+    "progress bar. Prints a table; --json also writes everything (every file named) as JSON.",
+)
+def _check(p):
+    p.add_argument("data", help="dataset folder (videos/ + annotations.json, or the Flickr layout)")
+    p.add_argument("--annotations", default=None, help="VGG-SS style JSON (default: DATA/annotations.json or vggss.json)")
+    p.add_argument("--json", default=None, metavar="OUT", help="write the full report to this JSON file")
+    p.add_argument("--workers", type=int, default=None, help="processes (default: CPU count)")
+    _layout_option(p)
+
+    def run(args):
+        from hearflow.trainer import dataset_check
+
+        report = dataset_check.check_dataset(args.data, args.annotations, args.layout, args.workers)
+        print(dataset_check.format_report(report))
+        if args.json:
+            print(f"full report in {dataset_check.write_json(report, args.json)}")
+
+    return run
+
+
 # --------------------------------------------------------------------------- sweep
 @command(
     "sweep",

@@ -220,7 +220,7 @@ def _check(p):
     "best/ on the test split, result.json. A killed sweep rerun with the same command continues "
     "where it stopped. Writes OUT/summary.{md,csv,json}: per setting and motion regime, pointing and "
     "adaptive cIoU@0.5 as mean ± std over seeds with per-seed values, and the paired difference "
-    "first value − each other value of the first --set key with a 95%% bootstrap interval over test clips.",
+    "first value − each other value of the first --set key with a 95% bootstrap interval over test clips.",
 )
 def _sweep(p):
     p.add_argument("config", help="experiment YAML (see configs/)")

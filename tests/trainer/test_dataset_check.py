@@ -58,3 +58,24 @@ def test_check_with_another_annotation_file_and_bad_input(synth_dir, tmp_path, c
     assert main(["check", str(tmp_path / "missing")]) == 2
     err = capsys.readouterr().err
     assert err.count("error:") == 2 and "Traceback" not in err
+
+
+def test_check_reads_the_flickr_layout(tmp_path):
+    import cv2
+    import numpy as np
+    from scipy.io import wavfile
+
+    data = tmp_path / "flickr"
+    (data / "frames").mkdir(parents=True)
+    (data / "audio").mkdir()
+    for i, (w, h) in enumerate([(320, 240), (320, 240), (500, 375)]):
+        cv2.imwrite(str(data / "frames" / f"c{i}.jpg"), np.full((h, w, 3), 128, np.uint8))
+    for i, (rate, ch) in enumerate([(22050, 1), (44100, 2)]):
+        wavfile.write(data / "audio" / f"c{i}.wav", rate, np.zeros((rate, ch), np.int16).squeeze())
+    (data / "audio" / "c2.wav").write_text("not audio")
+    r = check_dataset(data, progress=False, workers=1)
+    assert r["layout"] == "flickr" and r["clips"] == 3 and r["splits"] == {"test": 3}
+    assert r["stats"]["resolution"] == {"320x240": 2, "500x375": 1}
+    assert r["stats"]["audio_rate"] == {"22050": 1, "44100": 1} and r["stats"]["channels"] == {"1": 1, "2": 1}
+    assert [u["file"] for u in r["unreadable"]] == ["c2.wav"]
+    assert "unreadable files                       1  c2.wav (" in format_report(r)

@@ -49,7 +49,12 @@ def _overrides_help() -> str:
     "Write short clips in which several objects are visible and exactly one makes the sound. "
     "Output: videos/<id>.mp4 (H.264 + AAC), annotations.json (VGG-SS format plus frame time "
     "and motion regime), Annotations/<id>.xml (Flickr-SoundNet style, test clips), "
-    "splits/{train,val,test}.txt, synth.yaml (the config used). Deterministic for a seed.",
+    "splits/{train,val,test}.txt, synth.yaml (the config used). Deterministic for a seed. "
+    "Motion regimes (regime_weights.NAME=W; recorded per clip in annotations.json): source_moves, "
+    "all_move, distractor_moves, static, and, off by default, twins_source_moves, "
+    "twins_distractor_moves, twins_all_move: 2+ identical objects (one class and look), one "
+    "sounding, so only motion can tell which (in twins_all_move every twin's speed swells and "
+    "ebbs, the sounding one's with its sound's loudness); configs/synth_twins.yaml mixes all seven.",
 )
 def _synth(p):
     p.add_argument("out", help="output folder (created)")
@@ -176,6 +181,63 @@ def _train(p):
         cfg = config.load(ExperimentConfig, args.config, overrides)
         out = train(cfg, resume=args.resume, progress=not args.no_progress)
         print(f"done: checkpoints in {out}/best and {out}/last")
+
+    return run
+
+
+# --------------------------------------------------------------------------- check
+@command(
+    "check",
+    "report what a dataset folder holds against its annotations (headers only, before preparing)",
+    "Clips found per split, annotated clips with no video, videos with no annotation, files that are "
+    "not videos, unreadable files (with the decoder's reason), and the distribution of duration, frame "
+    "rate, resolution, audio rate and channels. Reads container headers only, in parallel, with a "
+    "progress bar. Prints a table; --json also writes everything (every file named) as JSON.",
+)
+def _check(p):
+    p.add_argument("data", help="dataset folder (videos/ + annotations.json, or the Flickr layout)")
+    p.add_argument("--annotations", default=None, help="VGG-SS style JSON (default: DATA/annotations.json or vggss.json)")
+    p.add_argument("--json", default=None, metavar="OUT", help="write the full report to this JSON file")
+    p.add_argument("--workers", type=int, default=None, help="processes (default: CPU count)")
+    _layout_option(p)
+
+    def run(args):
+        from hearflow.trainer import dataset_check
+
+        report = dataset_check.check_dataset(args.data, args.annotations, args.layout, args.workers)
+        print(dataset_check.format_report(report))
+        if args.json:
+            print(f"full report in {dataset_check.write_json(report, args.json)}")
+
+    return run
+
+
+# --------------------------------------------------------------------------- sweep
+@command(
+    "sweep",
+    "train and evaluate CONFIG over seeds and option values; a table with intervals",
+    "One run per cell (each --set value combination × each seed) in OUT/<cell>/: train, evaluate "
+    "best/ on the test split, result.json. A killed sweep rerun with the same command continues "
+    "where it stopped. Writes OUT/summary.{md,csv,json}: per setting and motion regime, pointing and "
+    "adaptive cIoU@0.5 as mean ± std over seeds with per-seed values, and the paired difference "
+    "first value − each other value of the first --set key with a 95% bootstrap interval over test clips.",
+)
+def _sweep(p):
+    p.add_argument("config", help="experiment YAML (see configs/)")
+    p.add_argument("overrides", nargs="*", help=_overrides_help() + " (applied to every cell)")
+    p.add_argument("--seeds", default="0,1,2", help="training seeds, e.g. 0,1,2 (default) or 0-4")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=V1,V2",
+                   help="a config key and the values to sweep, e.g. model.flow=cnn,none (repeatable)")
+    p.add_argument("--out", default="runs/sweep", help="sweep folder (default runs/sweep)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    def run(args):
+        from hearflow.trainer import sweep
+
+        summary = sweep.run_sweep(args.config, sweep.parse_seeds(args.seeds), sweep.parse_sets(args.set),
+                                  args.out, args.overrides, progress=not args.no_progress)
+        print(sweep.markdown(summary))
+        print(f"{summary['ran']} run(s) done, {summary['skipped']} already finished; summary in {args.out}/summary.md")
 
     return run
 

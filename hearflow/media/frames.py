@@ -30,8 +30,8 @@ point, summing to 2**15): gray = (9798 R + 19235 G + 3735 B + 2**14) >> 15. What
 :func:`to_gray` gets from cv2.cvtColor, written out for the torch grayscale."""
 
 
-def resize_frame(image: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
-    """Resize to cfg.image_size × cfg.image_size with the filter cfg.image_resize.
+def resize_frame(image: np.ndarray, cfg: PreprocessConfig, size: tuple[int, int] | None = None) -> np.ndarray:
+    """Resize to cfg.image_size × cfg.image_size (or ``size`` = (width, height)) with the filter cfg.image_resize.
 
     image: uint8 H×W×3 (RGB) or H×W (grayscale).
     The aspect ratio is not kept (HTF and LVS squash the frame the same way).
@@ -39,20 +39,20 @@ def resize_frame(image: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
     torchvision's ``Resize((224, 224), BICUBIC)`` does on PIL images (HTF/EZ-VSL presets).
     An image already at the target size is returned as is, not copied.
     """
-    size = cfg.image_size
+    width, height = size or (cfg.image_size, cfg.image_size)
     if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] != 3):
         raise ValueError(f"expected an H×W×3 or H×W image, got shape {image.shape}")
-    if image.shape[0] == size and image.shape[1] == size:
+    if image.shape[0] == height and image.shape[1] == width:
         return image
     if cfg.image_resize == "pil_bicubic":
         pil = Image.fromarray(np.ascontiguousarray(image, dtype=np.uint8))
         # np.asarray on a PIL image is read-only; callers may want to write (overlays).
-        return np.array(pil.resize((size, size), Image.Resampling.BICUBIC))
+        return np.array(pil.resize((width, height), Image.Resampling.BICUBIC))
     try:
         interpolation = _CV2_FILTERS[cfg.image_resize]
     except KeyError:
         raise ValueError(f"unknown image_resize {cfg.image_resize!r}") from None
-    return cv2.resize(image, (size, size), interpolation=interpolation)
+    return cv2.resize(image, (width, height), interpolation=interpolation)
 
 
 def _stats(cfg: PreprocessConfig, ndim: int) -> tuple[np.ndarray, np.ndarray]:

@@ -36,6 +36,9 @@ class Sample:
     """Source frame rate (0 for still images)."""
     flow_note: str = ""
     """Why the flow is zeros or uses another pair than configured (empty when all is normal)."""
+    aspect: float = 1.0
+    """The source frame's width / height (the frame above is squashed to S×S); the
+    ``short_side_crop`` augmentation restores it."""
 
 
 def _flow_for(frames, pos: int, fps: float, cfg: PreprocessConfig, estimator: FlowEstimator) -> tuple[np.ndarray, str]:
@@ -84,7 +87,8 @@ def video_sample(
     flow, note = _flow_for(frames, pos, fps, cfg, estimator)
     wave, rate, _ = _read_audio_for(audio_path or path, frame.t, cfg)
     audio = audio_window(wave, rate, frame.t, cfg)
-    return Sample(resize_frame(frame.rgb, cfg), flow, audio, rate, frame.t, fps, note)
+    height, width = frame.rgb.shape[:2]
+    return Sample(resize_frame(frame.rgb, cfg), flow, audio, rate, frame.t, fps, note, width / height)
 
 
 def _read_audio_for(path, t: float | None, cfg: PreprocessConfig) -> tuple[np.ndarray, int, float]:
@@ -121,4 +125,4 @@ def still_sample(image_path, audio_path, cfg: PreprocessConfig) -> Sample:
     wave, rate, t = _read_audio_for(audio_path, None, cfg)
     audio = audio_window(wave, rate, t, cfg)
     note = "still frame: no flow can be computed (zeros)" if cfg.uses_flow else ""
-    return Sample(resize_frame(rgb, cfg), zero_flow(cfg), audio, rate, t, 0.0, note)
+    return Sample(resize_frame(rgb, cfg), zero_flow(cfg), audio, rate, t, 0.0, note, rgb.shape[1] / rgb.shape[0])

@@ -417,7 +417,8 @@ def _store(arrays: dict, index: int, clip_id: str, s, error: str) -> dict:
     arrays["flows"][index] = s.flow
     n = len(s.audio)
     arrays["audio"][index, :n] = np.round(s.audio * 32767).astype(np.int16)
-    rec.update(status="ok", rate=s.rate, samples=n, t=round(s.t, 6), fps=s.fps, note=s.flow_note)
+    rec.update(status="ok", rate=s.rate, samples=n, t=round(s.t, 6), fps=s.fps, note=s.flow_note,
+               aspect=round(float(s.aspect), 6))
     return rec
 
 

@@ -18,7 +18,7 @@ from torch.utils.data import Dataset
 
 from hearflow.errors import HearflowError
 from hearflow.media.audio import log_spectrogram
-from hearflow.media.augment import augment_pair
+from hearflow.media.augment import augment
 from hearflow.media.frames import normalize_frame
 from hearflow.media.preprocess import PreprocessConfig
 
@@ -69,7 +69,9 @@ class ClipDataset(Dataset):
 
     cache: the cache folder; indices: which clips (see :meth:`CacheIndex.indices`).
     augment: apply the training augmentation (random crop + flip, same on frame and flow).
-    crop_scale: range of the crop side as a fraction of the frame (augmentation only).
+    crop_scale: range of the crop side as a fraction of the frame (zoom augmentation only).
+    crop: the augmentation's crop mode (see :mod:`hearflow.media.augment`): zoom or
+        short_side_crop (which uses each clip's recorded source aspect ratio).
     seed: base of the augmentation randomness; call :meth:`set_epoch` each epoch.
     audio_override: replace every clip's audio (for "does it listen?" tests): 'silence',
         'noise', or 'shuffle' (another clip's audio, a fixed derangement).
@@ -82,6 +84,7 @@ class ClipDataset(Dataset):
         augment: bool = False,
         crop_scale: tuple[float, float] = (0.8, 1.0),
         seed: int = 0,
+        crop: str = "zoom",
         audio_override: str | None = None,
     ):
         self.index = cache if isinstance(cache, CacheIndex) else CacheIndex(cache)
@@ -89,6 +92,7 @@ class ClipDataset(Dataset):
         self.indices = list(indices)
         self.augment = augment
         self.crop_scale = tuple(crop_scale)
+        self.crop = crop
         self.seed = seed
         self.epoch = 0
         self.audio_override = audio_override
@@ -124,7 +128,8 @@ class ClipDataset(Dataset):
         flow = np.asarray(arrays["flows"][i], dtype=np.float32)
         if self.augment:
             rng = np.random.default_rng((self.seed, self.epoch, i))
-            frame, flow = augment_pair(frame, flow, rng, self.cfg, scale=self.crop_scale)
+            aspect = float(self.index.done[i].get("aspect", 1.0))  # caches made before it was recorded: 1
+            frame, flow = augment(frame, flow, rng, self.cfg, self.crop, scale=self.crop_scale, aspect=aspect)
         audio, rate = self._audio(k, i)
         spec = log_spectrogram(audio, rate, self.cfg)[None]
         return {

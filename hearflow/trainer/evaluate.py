@@ -100,7 +100,7 @@ def format_summary(summary: dict, title: str = "") -> str:
             lines.append(f"  box {name:<7} n={part['n']:<4} pointing {f(part['pointing'])}"
                          f"  cIoU_adap@0.5 {f(part['ciou_adap@0.5'])}  cIoU@0.5 {f(part['ciou@0.5'])}")
     for name, part in summary.get("by_regime", {}).items():
-        lines.append(f"  regime {name:<17} n={part['n']:<4} pointing {f(part['pointing'])}"
+        lines.append(f"  regime {name:<22} n={part['n']:<4} pointing {f(part['pointing'])}"
                      f"  cIoU_adap@0.5 {f(part['ciou_adap@0.5'])}")
     for cond, part in summary.get("listen", {}).items():
         lines.append(f"  audio={cond:<8} peak similarity {part['peak']:.3f} (true audio {summary['listen_ref_peak']:.3f})"

@@ -58,7 +58,16 @@ class TrainConfig:
     amp: bool = True
     """bfloat16 autocast on CUDA (ignored on CPU)."""
     augment: bool = True
+    crop: Literal["zoom", "short_side_crop"] = "zoom"
+    """Augmentation crop (hearflow/media/augment.py): zoom = a random 80-100 % square crop
+    of the prepared frame resized back; short_side_crop = the HTF authors' resize of the
+    short side to 246 (aspect kept) and random 224 crop. Both flip at random."""
     crop_scale: tuple[float, float] = (0.8, 1.0)
+    """zoom's crop side range as a fraction of the frame."""
+    visual_bn: Literal["eval", "train"] = "eval"
+    """With model.freeze_vision: eval keeps the frozen visual encoder's BatchNorm layers in
+    eval mode (its running statistics are used and kept); train leaves them in training
+    mode as the HTF authors' code does (batch statistics, running statistics drift)."""
     select: Literal["auto", "val_loss", "pointing", "ciou_adap@0.5", "ciou@0.5"] = "auto"
     """Metric on the validation split that picks best/: auto = ciou_adap@0.5 when the
     validation clips have boxes, else the validation loss."""

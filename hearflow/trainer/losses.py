@@ -33,6 +33,10 @@ class LossConfig:
     """Temperature the htf logits are divided by."""
     ezvsl_tau: float = 0.03
     """Temperature of the ezvsl logits."""
+    true_pair_negative: bool = False
+    """htf only: keep the true pair among the negatives, its logit multiplied by
+    (1 − 100), as the authors' released code does (a large positive logit when S_kk is
+    negative); False leaves it out (the paper's definition)."""
     extra_negatives: tuple[str, ...] = ()
     """Sounds that match no image, added as negatives for every image in each batch:
     any of "silence" and "noise" (white noise). Not in the papers: without it a model's
@@ -62,7 +66,7 @@ def htf_loss(visual: torch.Tensor, audio: torch.Tensor, cfg: LossConfig = LossCo
 
     The authors' code keeps j = k among the negatives, multiplied by (1 − 100) to push
     it away; that turns into a large positive logit when S_kk is negative, so here j = k
-    is excluded outright (the issue's and the paper's definition).
+    is excluded outright (the paper's definition) unless ``cfg.true_pair_negative``.
 
     extra (E, D): audio embeddings of sounds that match no image (cfg.extra_negatives);
     each adds a logit N_ke built like N_kj.
@@ -74,8 +78,11 @@ def htf_loss(visual: torch.Tensor, audio: torch.Tensor, cfg: LossConfig = LossCo
     pos = _masked_mean(pm_p, s_kk)  # (B,)
     hard = _masked_mean(1 - pm_n, s_kk)  # (B,)
     neg_all = _masked_mean(torch.sigmoid((s_all - cfg.epsilon) / cfg.mask_tau), s_all)  # (B, B)
-    off_diag = ~torch.eye(b, dtype=torch.bool, device=visual.device)
-    neg = neg_all[off_diag].view(b, b - 1)
+    if cfg.true_pair_negative:  # the authors' code: N_kk kept, times (1 − 100)
+        neg = neg_all * (1 - 100 * torch.eye(b, dtype=neg_all.dtype, device=visual.device))
+    else:
+        off_diag = ~torch.eye(b, dtype=torch.bool, device=visual.device)
+        neg = neg_all[off_diag].view(b, b - 1)
     if extra is not None:
         s_extra = torch.einsum("kchw,ec->kehw", visual, extra)
         neg = torch.cat([neg, _masked_mean(torch.sigmoid((s_extra - cfg.epsilon) / cfg.mask_tau), s_extra)], dim=1)

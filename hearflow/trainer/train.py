@@ -174,7 +174,7 @@ def load_data(cfg: ExperimentConfig, proc: Process, progress: bool) -> TrainData
     index = CacheIndex(cache)
     train_idx, val_idx = split_indices(index, cfg)
     train_set = ClipDataset(index, train_idx, augment=cfg.train.augment, crop_scale=cfg.train.crop_scale,
-                            seed=cfg.train.seed)
+                            seed=cfg.train.seed, crop=cfg.train.crop)
     val_set = ClipDataset(index, val_idx) if val_idx else None
     per_rank = cfg.train.batch_size // proc.world
     if per_rank < 2:
@@ -284,6 +284,7 @@ def train_one_epoch(cfg: ExperimentConfig, proc: Process, data: TrainData, state
     """One pass over this process's shard; returns the epoch's row: epoch (from 1), mean train loss, LR."""
     data.sampler.set_epoch(epoch)
     data.train_set.set_epoch(epoch)
+    set_train_mode(state.model, state.core, cfg)
     total, count = 0.0, 0
     loader = data.loader
     bar = tqdm(_batches(loader, proc.device), total=len(loader), desc=f"epoch {epoch + 1}/{cfg.train.epochs}",
@@ -298,6 +299,16 @@ def train_one_epoch(cfg: ExperimentConfig, proc: Process, data: TrainData, state
         total, count = total + loss.item(), count + 1
         bar.set_postfix(loss=f"{total / count:.4f}")
     return {"epoch": epoch + 1, "train_loss": total / max(1, count), "lr": state.scheduler.get_last_lr()[0]}
+
+
+def set_train_mode(model: torch.nn.Module, core: torch.nn.Module, cfg: ExperimentConfig) -> None:
+    """Training mode; with train.visual_bn "train", a frozen visual encoder's BatchNorm layers
+    too (the authors' Lightning code: batch statistics, running statistics drifting)."""
+    model.train()  # HTFModel.train keeps a frozen visual encoder in eval mode
+    if cfg.train.visual_bn == "train" and cfg.model.freeze_vision:
+        for m in core.visual_encoder.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                m.train()
 
 
 def _batches(loader, device):

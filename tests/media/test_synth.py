@@ -281,7 +281,7 @@ def test_regimes(regime, source_moves, moving_distractors):
 
 def test_regime_cycle_is_balanced_and_weighted():
     seq = synth.regime_cycle(synth.RegimeWeights(), 8)
-    assert sorted(seq) == sorted(list(synth.REGIMES) * 2)
+    assert sorted(seq) == sorted(list(synth.REGIMES[:4]) * 2)  # the twins regimes are off by default
     seq = synth.regime_cycle(synth.RegimeWeights(source_moves=2, all_move=1, distractor_moves=1, static=0), 40)
     assert seq.count("source_moves") == 20 and seq.count("static") == 0
 

@@ -109,3 +109,22 @@ def test_extra_negatives_add_one_logit_each():
     assert htf_loss(VISUAL, AUDIO, c, extra).item() == pytest.approx(total / 2, rel=1e-5)
     assert ezvsl_loss(VISUAL, AUDIO, c, extra).item() > ezvsl_loss(VISUAL, AUDIO, c).item()
     assert htf_paper_loss(VISUAL, AUDIO, c, extra).item() != pytest.approx(htf_paper_loss(VISUAL, AUDIO).item())
+
+
+def test_htf_loss_with_the_true_pair_kept_as_the_authors_code():
+    """true_pair_negative: N_kk joins the negatives times (1 - 100), as the released code."""
+    total = 0.0
+    for k in range(2):
+        skk = S[k, k]
+        pos = wmean([sig((v - 0.65) / 0.03) for v in skk], skk)
+        hard = wmean([1 - sig((v - 0.40) / 0.03) for v in skk], skk)
+        negs = [wmean([sig((v - 0.65) / 0.03) for v in S[k, j]], S[k, j]) * (1 - 100 * (j == k)) for j in range(2)]
+        logits = [pos / 0.07] + [n / 0.07 for n in negs] + [hard / 0.07]
+        total += -logits[0] + math.log(sum(math.exp(x) for x in logits))
+    got = htf_loss(VISUAL, AUDIO, LossConfig(true_pair_negative=True)).item()
+    assert got == pytest.approx(total / 2, rel=1e-5)
+    # the flaw it reproduces: when the true pair's similarity is negative (here S_kk = −0.1
+    # everywhere) N_kk × (−99) becomes a large positive logit and the loss explodes
+    opposite = -0.1 * AUDIO[:, :, None, None].expand(2, 2, 1, 2)
+    flipped = htf_loss(opposite, AUDIO, LossConfig(true_pair_negative=True)).item()
+    assert flipped > htf_loss(opposite, AUDIO, LossConfig()).item() + 100

@@ -6,7 +6,11 @@ each with its own look (shape, colour, texture) and its own sound (timbre and rh
 jittered per clip (pitch, size, shade) so no class is one fixed template. Each clip
 shows 2–4 objects of different classes over a textured, low-saturation background;
 one of them sounds. A motion regime per clip (source moves / all move / a distractor
-moves / static) lets the value of optical flow be measured.
+moves / static) lets the value of optical flow be measured. The ``twins_*`` regimes (off
+by default; ``configs/synth_twins.yaml`` mixes them in) show 2–4 *identical* objects of
+one class, one of them sounding, so that appearance cannot decide and only motion can:
+the sounding twin moves and the others are static, or a silent twin moves, or all move
+with swelling and ebbing speeds, the sounding one's following its sound's loudness.
 
 Three layers:
 

@@ -5,8 +5,19 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-REGIMES = ("source_moves", "all_move", "distractor_moves", "static")
-"""Motion regimes: which objects move in a clip."""
+REGIMES = (
+    "source_moves",
+    "all_move",
+    "distractor_moves",
+    "static",
+    "twins_source_moves",
+    "twins_distractor_moves",
+    "twins_all_move",
+)
+"""Motion regimes: which objects move in a clip. The ``twins_*`` regimes show 2 or more
+identical objects (one class, one look) of which one sounds, so appearance cannot
+decide which: only motion (and its timing against the sound) can."""
+TWINS_REGIMES = tuple(r for r in REGIMES if r.startswith("twins_"))
 
 NEGATIVE_KINDS = ("silence", "noise", "offscreen")
 """Negative clips: near-silence, broadband noise, or the sound of a class not on screen."""
@@ -65,6 +76,14 @@ class RegimeWeights:
     """The sounding object is static and one distractor moves."""
     static: float = 1.0
     """Nothing moves (optical flow carries no information)."""
+    twins_source_moves: float = 0.0
+    """Identical objects; the sounding twin moves, the other twins are static."""
+    twins_distractor_moves: float = 0.0
+    """Identical objects; the sounding twin is static, one silent twin moves."""
+    twins_all_move: float = 0.0
+    """Identical objects, all moving (bouncing) with a speed that swells and ebbs; the
+    sounding twin's speed follows its sound's loudness envelope, the others' have
+    envelopes of their own (another rate and phase)."""
 
     def as_dict(self) -> dict[str, float]:
         """{regime: weight} in REGIMES order."""
@@ -129,6 +148,11 @@ class SynthConfig:
     sinusoidal (elliptic) oscillation, or either at random."""
     speed: tuple[float, float] = (1.0, 6.0)
     """Speed range of moving objects in pixels per frame at 256 px frame width."""
+    twin_envelope_hz: tuple[float, float] = (0.3, 0.8)
+    """twins_all_move: range of the rate (Hz) of each twin's speed envelope (and of the
+    sound's loudness envelope, which is the sounding twin's)."""
+    twin_envelope_floor: float = 0.1
+    """twins_all_move: the envelope's low point (fraction of the top speed / loudness)."""
 
     # --- sound ------------------------------------------------------------------------
     loudness: float = 0.1
@@ -190,6 +214,8 @@ class SynthConfig:
         weights = self.regime_weights.as_dict()
         if min(weights.values()) < 0 or sum(weights.values()) <= 0:
             raise ValueError("regime_weights must be >= 0 with a positive sum")
+        if not 0 < self.twin_envelope_hz[0] <= self.twin_envelope_hz[1] or not 0 <= self.twin_envelope_floor < 1:
+            raise ValueError("twin_envelope_hz must be a range 0 < lo <= hi and twin_envelope_floor in [0, 1)")
         if not 0 <= self.speed[0] <= self.speed[1]:
             raise ValueError("speed must be a range 0 <= lo <= hi")
         if not 0 <= self.negative_fraction <= 1:

@@ -10,7 +10,7 @@ import numpy as np
 from hearflow.media.synth.config import SynthConfig
 from hearflow.media.synth.sampling import sample_spec
 from hearflow.media.synth.sounds import hash64, hash_noise, sound_signal
-from hearflow.media.synth.spec import ClipSpec
+from hearflow.media.synth.spec import ClipSpec, envelope
 from hearflow.media.synth.sprites import make_sprite, visible_box, visible_fraction
 
 
@@ -103,7 +103,8 @@ class SynthScene:
     def audio(self, start: int, n: int) -> np.ndarray:
         """float32 mono samples [start, start + n) (sample s is at time s / sample_rate).
 
-        Before the onset only the noise floor sounds; a 10 ms fade-in follows it.
+        Before the onset only the noise floor sounds; a 10 ms fade-in follows it. A sound
+        with an envelope (twins_all_move) is multiplied by it.
         """
         idx = np.arange(start, start + n, dtype=np.int64)
         out = np.zeros(n, np.float64)
@@ -115,6 +116,8 @@ class SynthScene:
                 u = idx[on] - self._onset_sample + int(round(snd.offset * sr))
                 ramp = np.minimum((idx[on] - self._onset_sample) / (0.01 * sr), 1.0)
                 out[on] = sound_signal(snd, u, sr) * ramp
+                if snd.env_freq > 0:  # twins_all_move: the loudness the sounding twin's speed follows
+                    out[on] *= envelope(2 * np.pi * snd.env_freq * idx[on] / sr + snd.env_phase, snd.env_floor)
         if self.spec.audio_noise > 0:
             out += self.spec.audio_noise * hash_noise(self.spec.seed ^ 0x5A5A, idx)
         return np.clip(out, -1.0, 1.0).astype(np.float32)

@@ -14,6 +14,7 @@ from hearflow.media.synth.config import (
     NEGATIVE_KINDS,
     REGIMES,
     SPLIT_CODE,
+    TWINS_REGIMES,
     RegimeWeights,
     SynthConfig,
 )
@@ -77,11 +78,25 @@ def _allowed_area(cfg: SynthConfig, w: int, h: int, overhang: float) -> tuple[fl
     return (float(-ox), float(cfg.width - w + ox), float(-oy), float(cfg.height - h + oy))
 
 
-def _sample_motion(cfg: SynthConfig, rng, area, moves: bool) -> Motion:
+def _sample_motion(cfg: SynthConfig, rng, area, moves: bool, pulsing: bool = False) -> Motion:
+    """A trajectory in ``area``; ``pulsing``: a bounce whose speed follows a slow envelope."""
     xlo, xhi, ylo, yhi = area
     if not moves:
         return Motion("static", float(round(rng.uniform(xlo, xhi))), float(round(rng.uniform(ylo, yhi))), area)
     speed = rng.uniform(*cfg.speed) * cfg.width / 256.0
+    if pulsing:  # bounce only: its speed is then exactly the base speed times the envelope
+        theta = rng.uniform(0, 2 * np.pi)
+        return Motion(
+            "bounce",
+            x0=rng.uniform(xlo, xhi),
+            y0=rng.uniform(ylo, yhi),
+            area=area,
+            vx=speed * math.cos(theta),
+            vy=speed * math.sin(theta),
+            env_rate=2 * np.pi * rng.uniform(*cfg.twin_envelope_hz) / cfg.fps,
+            env_phase=rng.uniform(0, 2 * np.pi),
+            env_floor=cfg.twin_envelope_floor,
+        )
     kind = cfg.motion if cfg.motion != "mixed" else ("bounce" if rng.random() < 0.5 else "sine")
     theta = rng.uniform(0, 2 * np.pi)
     if kind == "sine":
@@ -164,10 +179,16 @@ def sample_spec(
     regime = _pick_regime(cfg, rng, regime)
     negative = _pick_negative(cfg, rng, negative)
     classes = _pick_classes(cfg, rng, negative, source_class)
-    objs = _place_objects(cfg, rng, regime, classes)
+    if regime in TWINS_REGIMES:
+        objs, source_index = _place_twins(cfg, rng, regime, classes[0])
+    else:
+        objs = _place_objects(cfg, rng, regime, classes)
+        source_index = len(objs) - 1
     onset = cfg.sound_onset + (rng.uniform(0, cfg.sound_onset_jitter) if cfg.sound_onset_jitter > 0 else 0.0)
     mid_time = (min(onset, cfg.duration) + cfg.duration) / 2
     sound, sound_class = _sample_sound(cfg, rng, negative, classes[0], objs)
+    if sound is not None and negative is None:
+        sound = _follow_speed(cfg, sound, objs[source_index].motion)
     return ClipSpec(
         clip_id=clip_id,
         split=split,
@@ -181,7 +202,7 @@ def sample_spec(
         sound_onset=float(onset),
         annotate_frame=min(cfg.n_frames - 1, int(round(mid_time * cfg.fps))),
         objects=tuple(objs),
-        source_index=len(objs) - 1,
+        source_index=source_index,
         sound=sound,
         sound_class=sound_class,
         seed=int(rng.integers(0, 2**31 - 1)),
@@ -189,6 +210,18 @@ def sample_spec(
         audio_noise=cfg.audio_noise,
         background_contrast=cfg.background_contrast,
         background_saturation=cfg.background_saturation,
+    )
+
+
+def _follow_speed(cfg: SynthConfig, sound: SoundSpec, motion: Motion) -> SoundSpec:
+    """The sound with the loudness envelope of a pulsing motion (same envelope, same clock)."""
+    if motion.env_rate <= 0:
+        return sound
+    return dataclasses.replace(
+        sound,
+        env_freq=motion.env_rate * cfg.fps / (2 * np.pi),
+        env_phase=motion.env_phase,
+        env_floor=motion.env_floor,
     )
 
 
@@ -240,6 +273,48 @@ def _place_objects(cfg: SynthConfig, rng, regime: str, classes: list[str]) -> li
     dis_moves = [regime == "all_move" or (regime == "distractor_moves" and k == 0) for k in range(len(dis_cls))]
     source = (src_cls, src_look, _source_area(cfg, src_cls, src_look), src_moves)
     return _place_apart(cfg, rng, source, dis_cls, dis_looks, dis_moves)
+
+
+def _place_twins(cfg: SynthConfig, rng, regime: str, cls: str) -> tuple[list[ObjectSpec], int]:
+    """2+ identical objects of class ``cls``, one of them (drawn at random) sounding.
+
+    One look for all (size drawn where the source and distractor size ranges meet),
+    the same allowed area, the sounding one anywhere in the drawing order. Who moves
+    follows ``regime``. Rejection sampling as in :func:`_place_apart`, but shrinking
+    every twin alike (they stay identical) and dropping silent twins only.
+    Returns (objects, index of the sounding one).
+    """
+    n = int(rng.integers(max(2, cfg.min_objects), max(2, cfg.max_objects) + 1))
+    lo, hi = max(cfg.source_side[0], cfg.distractor_side[0]), min(cfg.source_side[1], cfg.distractor_side[1])
+    look = _sample_look(cfg, rng, cls, (lo, hi) if lo <= hi else cfg.distractor_side)
+    src = int(rng.integers(n))
+    area = _source_area(cfg, cls, look)
+    check = np.arange(0, cfg.n_frames, 2)
+    best, best_score = None, math.inf
+    for attempt in range(80):
+        if attempt in (16, 32):
+            look = _shrink_look(look, 0.85)
+            area = _source_area(cfg, cls, look)
+        if attempt in (48, 64) and n > 2:
+            n -= 1
+            src = min(src, n - 1)  # drop the last silent twin (or the last, if src was last)
+        objs = [ObjectSpec(cls, *look, _sample_motion(cfg, rng, area, *_twin_moves(regime, k, src))) for k in range(n)]
+        score = _max_overlap(objs, check)
+        if score < best_score:
+            best, best_score = (objs, src), score
+        if score <= cfg.max_overlap:
+            break
+    return best
+
+
+def _twin_moves(regime: str, k: int, src: int) -> tuple[bool, bool]:
+    """(moves, pulsing) of twin k when twin ``src`` sounds."""
+    if regime == "twins_all_move":
+        return True, True
+    if regime == "twins_source_moves":
+        return k == src, False
+    first_silent = 1 if src == 0 else 0
+    return k == first_silent, False  # twins_distractor_moves
 
 
 def _source_area(cfg: SynthConfig, cls: str, look: tuple) -> tuple[float, float, float, float]:

@@ -17,6 +17,9 @@ class Motion:
     y = y0 + ay sin(omega i + phase + psi): an ellipse or a line).
     area: allowed top-left range (xlo, xhi, ylo, yhi); bounce reflects off it, the
     other kinds stay inside it by construction.
+    env_rate / env_phase / env_floor: when env_rate > 0 the speed is multiplied by
+    :func:`envelope` (``env_rate`` radians per frame): the object slows down and speeds
+    up; the twins_all_move regime gives the sounding twin the envelope of its sound.
     """
 
     kind: Literal["static", "bounce", "sine"]
@@ -30,6 +33,9 @@ class Motion:
     omega: float = 0.0
     phase: float = 0.0
     psi: float = 0.0
+    env_rate: float = 0.0
+    env_phase: float = 0.0
+    env_floor: float = 1.0
 
     @property
     def moves(self) -> bool:
@@ -38,7 +44,7 @@ class Motion:
 
     def position(self, i):
         """Top-left (x, y) in pixels (floats) at frame index ``i`` (scalar or array)."""
-        i = np.asarray(i, dtype=np.float64)
+        i = self.progress(i)
         xlo, xhi, ylo, yhi = self.area
         if self.kind == "bounce":
             return _reflect(self.x0 + self.vx * i, xlo, xhi), _reflect(self.y0 + self.vy * i, ylo, yhi)
@@ -47,10 +53,25 @@ class Motion:
             return self.x0 + self.ax * np.sin(a), self.y0 + self.ay * np.sin(a + self.psi)
         return np.full_like(i, self.x0), np.full_like(i, self.y0)
 
+    def progress(self, i):
+        """The motion's own clock at frame ``i``: ``i`` itself, or the integral of the
+        speed envelope (so the speed at frame i is the base speed times envelope(i))."""
+        i = np.asarray(i, dtype=np.float64)
+        if self.env_rate <= 0:
+            return i
+        w, phi, fl = self.env_rate, self.env_phase, self.env_floor
+        # ∫0^i fl + (1 - fl)(1 + sin(w u + phi)) / 2 du, in closed form: pure for any i
+        return (1 + fl) / 2 * i - (1 - fl) / (2 * w) * (np.cos(w * i + phi) - np.cos(phi))
+
     def pixel(self, i):
         """Integer top-left (x, y) at frame ``i``: where the sprite is drawn."""
         x, y = self.position(i)
         return np.floor(x + 0.5).astype(np.int64), np.floor(y + 0.5).astype(np.int64)
+
+
+def envelope(angle, floor: float):
+    """A slow loudness / speed envelope between ``floor`` and 1: floor + (1 - floor)(1 + sin angle) / 2."""
+    return floor + (1 - floor) * (1 + np.sin(angle)) / 2
 
 
 def _reflect(x, lo, hi):
@@ -92,6 +113,9 @@ class SoundSpec:
     gain: linear gain (already normalised so the RMS is the configured loudness).
     offset: seconds into the sound's own timeline at the onset (desynchronises clips).
     seed: seed of the sound's random parts (noise bursts).
+    env_freq / env_phase / env_floor: when env_freq > 0 the sound is multiplied by
+    ``envelope(2 pi env_freq t + env_phase, env_floor)`` (t: seconds since the clip's
+    start), the same envelope as the sounding twin's speed in twins_all_move.
     """
 
     kind: str
@@ -100,14 +124,18 @@ class SoundSpec:
     gain: float
     offset: float
     seed: int
+    env_freq: float = 0.0
+    env_phase: float = 0.0
+    env_floor: float = 1.0
 
 
 @dataclass(frozen=True)
 class ClipSpec:
     """Everything random about one clip; :class:`SynthScene` renders it deterministically.
 
-    objects: in drawing order; the object at ``source_index`` (the last, drawn on top)
-    is the sounding one unless ``negative`` is set.
+    objects: in drawing order; the object at ``source_index`` is the sounding one unless
+    ``negative`` is set (the last, drawn on top, except in the twins regimes, where it
+    is drawn at random among identical objects).
     sound: None for a ``silence`` negative.
     sound_class: class name of what is heard (``silence``/``noise`` for those negatives).
     annotate_frame: the frame the annotation describes (middle of the sounding part).

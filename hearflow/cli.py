@@ -282,8 +282,11 @@ def _run(p):
     from hearflow.engine.sinks import SINK_HELP
 
     p.add_argument("--model", required=True, help="checkpoint folder or export folder (its manifest picks the backend)")
-    p.add_argument("--video", required=True,
+    p.add_argument("--video", default=None,
                    help="camera index (0), file, rtsp://… / http://… URL, gst:<pipeline … ! appsink>, or synth")
+    p.add_argument("--streams", default=None, metavar="FILE",
+                   help="several streams, one model: a YAML file listing each stream's name, video, audio, sink "
+                        "and camera (docs/deploy.md); instead of --video/--audio/--sink")
     p.add_argument("--audio", default="same",
                    help="same (the video's own track), mic or mic:<device>, an audio file, gst:<pipeline>, synth, "
                         "or none (default same)")
@@ -312,31 +315,37 @@ def _run(p):
     p.add_argument("overrides", nargs="*", help="EngineConfig overrides, e.g. audio_hop=0.2 energy_gate_db=-45 "
                                                 "peaks_k=3 peaks_threshold=0.5 track_gate=0.2")
 
-    def run(args):
-        import json
+    return _run_command
 
-        from hearflow import config
-        from hearflow.engine.pipeline import EngineConfig
-        from hearflow.engine.run import RunOptions, exit_code, run_engine
-        from hearflow.engine.sources import parse_video_spec
 
-        cfg = config.apply_overrides(EngineConfig(), args.overrides)
-        realtime = args.realtime
-        if realtime is None:  # files are processed offline unless asked; devices are live
-            kind, arg = parse_video_spec(args.video)
-            realtime = not (kind == "file" and "://" not in str(arg))
-        summary = run_engine(RunOptions(
-            args.model, args.video, args.audio, args.sink, backend=args.backend, realtime=realtime,
-            duration=args.duration, summary_path=args.summary, engine=cfg, zmq_overlay=args.zmq_overlay,
-            frame_id=args.frame_id, threads=args.threads, device=args.device, status=not args.no_status,
-            camera_fov=args.camera_fov, camera_info=args.camera_info,
-        ))
-        print(json.dumps(summary, indent=2))
-        code = exit_code(summary)
-        if code:
-            raise SystemExit(code)
+def _run_command(args):
+    import json
 
-    return run
+    from hearflow import config
+    from hearflow.engine.pipeline import EngineConfig
+    from hearflow.engine.run import RunOptions, exit_code, run_engine
+    from hearflow.engine.sources import default_realtime
+    from hearflow.engine.streams import load_streams, run_streams, streams_exit_code
+
+    cfg = config.apply_overrides(EngineConfig(), args.overrides)
+    if (args.video is None) == (args.streams is None):
+        raise HearflowError("give --video (one stream) or --streams FILE (several), not both" if args.video
+                            else "--video is required (or --streams FILE for several streams)")
+    streams = load_streams(args.streams) if args.streams else None
+    realtime = args.realtime
+    if realtime is None and not streams:  # files are processed offline unless asked; devices are live
+        realtime = default_realtime(args.video)
+    options = RunOptions(
+        args.model, args.video or "", args.audio, args.sink, backend=args.backend, realtime=realtime,
+        duration=args.duration, summary_path=args.summary, engine=cfg, zmq_overlay=args.zmq_overlay,
+        frame_id=args.frame_id, threads=args.threads, device=args.device, status=not args.no_status,
+        camera_fov=args.camera_fov, camera_info=args.camera_info,
+    )
+    summary = run_streams(options, streams) if streams else run_engine(options)
+    print(json.dumps(summary, indent=2))
+    code = streams_exit_code(summary) if streams else exit_code(summary)
+    if code:
+        raise SystemExit(code)
 
 
 # --------------------------------------------------------------------------- listen
@@ -434,7 +443,10 @@ def _bench(p):
     p.add_argument("--realtime", action=argparse.BooleanOptionalAction, default=True,
                    help="engine: pace the source like a camera (default) or process it offline")
     p.add_argument("--seconds", type=float, default=10.0, help="engine: length of the generated clip")
-    p.add_argument("--fps", type=float, default=30.0, help="engine: frame rate of the generated clip")
+    p.add_argument("--fps", type=float, default=None,
+                   help="engine: frame rate of the generated clip (default 30; 15 with --streams)")
+    p.add_argument("--streams", default=None, metavar="N[,N…]",
+                   help="engine: N paced 320×240 camera-like streams through one batched backend, e.g. 1,2,4,8")
     p.add_argument("--json", default=None, help="also write the results to this JSON file")
 
     def run(args):
@@ -449,11 +461,19 @@ def _bench(p):
                                  warmup=args.warmup, iterations=args.iterations, budget_s=args.budget,
                                  device=args.device)
             print(format_bench(result, args.goal_ms))
+        elif args.streams:
+            from hearflow.engine.benchmark import bench_streams, format_streams_bench
+
+            counts = tuple(int(n) for n in args.streams.split(","))
+            result = bench_streams(args.model, counts, args.backend, seconds=args.seconds, fps=args.fps or 15.0,
+                                   threads=args.threads)
+            print(format_streams_bench(result))
         else:
             from hearflow.engine.benchmark import bench_engine, format_engine_bench
 
             result = bench_engine(args.model, args.video, args.backend, realtime=args.realtime,
-                                  seconds=args.seconds, fps=args.fps, threads=args.threads, device=args.device)
+                                  seconds=args.seconds, fps=args.fps or 30.0, threads=args.threads,
+                                  device=args.device)
             print(format_engine_bench(result))
         if args.json:
             with open(args.json, "w") as f:

@@ -26,8 +26,8 @@ RANK = {
     "trainer": 5,
     "export": 6,  # INT8 calibration reads the trainer's prepared clips
     "engine": 7,
-    "cli": 8, "__main__": 8,
-    "demo": 9,  # runs the CLI on a synthetic clip
+    "cli": 8,
+    "demo": 9, "__main__": 9,  # both run the CLI
 }
 
 
@@ -135,12 +135,12 @@ def test_the_checks_catch_a_loop_and_an_upward_import():
     graph = {
         "hearflow.media.a": {"hearflow.engine.b"},
         "hearflow.engine.b": {"hearflow.media.a"},
-        "hearflow.cli": {"hearflow.__main__"},
+        "hearflow.demo": {"hearflow.__main__"},
         "hearflow.__main__": set(),
     }
     assert find_cycles(graph) == [["hearflow.engine.b", "hearflow.media.a"]]
     assert layer_violations(graph) == [
-        "hearflow.cli imports hearflow.__main__: cli and __main__ are side by side",
+        "hearflow.demo imports hearflow.__main__: demo and __main__ are side by side",
         "hearflow.media.a imports hearflow.engine.b from a higher layer",
     ]
 

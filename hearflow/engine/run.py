@@ -142,8 +142,9 @@ class RunOptions:
     """``--sink`` text (hearflow.engine.sinks.parse_sinks)."""
     backend: str | None = None
     """Inference runtime (None: the model folder's default)."""
-    realtime: bool = True
-    """Pace sources like live devices (True) or process files losslessly (False)."""
+    realtime: bool | None = True
+    """Pace sources like live devices (True) or process files losslessly (False); None
+    (``--streams`` only): each stream as its source's kind suggests."""
     duration: float | None = None
     """Stop after this many seconds of media time (None: until the source ends)."""
     summary_path: str | Path | None = None
@@ -166,6 +167,8 @@ class RunOptions:
     """``--camera-fov HFOV[,VFOV]`` (degrees): an ideal centred pinhole camera."""
     camera_info: str | Path | None = None
     """``--camera-info FILE``: a ROS camera_info YAML (calibrated intrinsics, distortion)."""
+    stream: str = ""
+    """The stream's name when one process runs several (``--streams``); "" = one stream."""
 
 
 def check_inputs(options: RunOptions) -> list:
@@ -184,7 +187,7 @@ def check_inputs(options: RunOptions) -> list:
         raise HearflowError(f"--threads must be 0 (automatic) or more, not {o.threads}")
     parse_camera(o.camera_fov, o.camera_info)
     _check_peak_settings(o.engine)
-    sinks = parse_sinks(o.sink, zmq_overlay=o.zmq_overlay, frame_id=o.frame_id)
+    sinks = parse_sinks(o.sink, zmq_overlay=o.zmq_overlay, frame_id=o.frame_id, stream=o.stream)
     check_specs(o.video, o.audio, o.realtime)
     if not Path(o.model).exists():  # the same line load_backend gives, without importing torch first
         raise HearflowError(f"{o.model}: model not found (give a checkpoint folder or an export folder)")
@@ -218,7 +221,7 @@ def run_engine(options: RunOptions) -> dict:
 
     check_device(o.device)  # no GPU for --device cuda: one line before the model loads
 
-    threads = o.threads or _default_threads()
+    threads = o.threads or default_threads()
     try:
         with StopSignals() as signals:
             log(f"loading {o.model} ...")
@@ -250,7 +253,7 @@ def run_engine(options: RunOptions) -> dict:
     return summary
 
 
-def _default_threads() -> int:
+def default_threads() -> int:
     from hearflow.runtime.backends import physical_cores
 
     # leave a core to capture, decoding and flow: on 2 cores a 2-thread runtime pool

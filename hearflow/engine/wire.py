@@ -137,6 +137,7 @@ def encode_message(
     t_publish: float | None = None,
     wall_offset: float | None = None,
     model: str = "",
+    stream: str = "",
 ) -> list[bytes]:
     """Encode a Result as ``[topic, header, payload]``.
 
@@ -145,9 +146,9 @@ def encode_message(
     jpeg: when given, an overlay message carrying these JPEG bytes instead of the map.
     jpeg_size: (width, height) of that JPEG (default: the result's frame_size).
     t_publish: engine-clock (time.monotonic) time of publishing, for latency_ms; now if None.
-    wall_offset: time.time() − time.monotonic(), to turn engine-clock times into
-        wall-clock ones; measured now if None.
+    wall_offset: time.time() − time.monotonic() (engine clock → wall clock); measured now if None.
     model: model name for the header (empty = left out).
+    stream: the stream's name (``--streams``): topic suffix and header field (empty = left out).
     """
     if t_publish is None:
         t_publish = time.monotonic()
@@ -184,10 +185,15 @@ def encode_message(
     header.update(direction_fields(result))
     if result.camera is not None:
         header["camera"] = result.camera.as_dict()
-    if model:
-        header["model"] = model
-    topic = HEATMAP_TOPIC if jpeg is None else OVERLAY_TOPIC
+    header.update({k: v for k, v in (("model", model), ("stream", stream)) if v})  # left out when empty
+    topic = stream_topic(HEATMAP_TOPIC if jpeg is None else OVERLAY_TOPIC, stream)
     return [topic.encode(), json.dumps(header, allow_nan=False).encode("utf-8"), payload]
+
+
+def stream_topic(topic: str, stream: str = "") -> str:
+    """``hearflow.heatmap`` → ``hearflow.heatmap.NAME`` for a named stream. ZeroMQ matches
+    subscriptions by prefix, so a subscriber to ``hearflow.heatmap`` still gets every stream."""
+    return f"{topic}.{stream}" if stream else topic
 
 
 def direction_fields(result) -> dict:
@@ -212,7 +218,8 @@ def _peak(p) -> dict:
     return out
 
 
-def encode_status(status: dict, *, frame_id: str = "camera", wall_offset: float | None = None) -> list[bytes]:
+def encode_status(status: dict, *, frame_id: str = "camera", wall_offset: float | None = None,
+                  stream: str = "") -> list[bytes]:
     """Encode an engine status dict (Engine heartbeat) as ``[topic, header, b""]``; its
     ``stamp`` is the wall-clock time of ``status["t_monotonic"]`` (now when absent)."""
     if wall_offset is None:
@@ -220,8 +227,10 @@ def encode_status(status: dict, *, frame_id: str = "camera", wall_offset: float 
     t = status.get("t_monotonic")
     header = {"schema": STATUS_SCHEMA, "stamp": stamp((time.monotonic() if t is None else t) + wall_offset),
               "frame_id": frame_id}
+    if stream:
+        header["stream"] = stream
     header.update(status)
-    return [STATUS_TOPIC.encode(), json.dumps(_json_safe(header), allow_nan=False).encode("utf-8"), b""]
+    return [stream_topic(STATUS_TOPIC, stream).encode(), json.dumps(_json_safe(header), allow_nan=False).encode("utf-8"), b""]
 
 
 def _json_safe(v):

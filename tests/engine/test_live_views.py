@@ -33,6 +33,7 @@ from hearflow.engine.sinks.http import BOUNDARY, HttpSink
 from hearflow.engine.sinks.live import parse_bind
 from hearflow.engine.wire import encode_message
 from hearflow.errors import HearflowError
+from loopback import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 W, H, FPS = 160, 120, 25
@@ -123,12 +124,6 @@ def wait_for(cond, timeout=10.0, what="condition"):
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.02)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # --------------------------------------------------------------------------- --sink parsing

@@ -10,7 +10,6 @@ import json
 import math
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -40,6 +39,7 @@ from hearflow.model.checkpoint import save_checkpoint
 from hearflow.runtime.backends import load_backend
 from hearflow.runtime.geometry import parse_fov
 from hearflow.runtime.peaks import Peak
+from loopback import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 PRE = PreprocessConfig(image_size=64, audio_window="trailing")
@@ -60,12 +60,6 @@ def clip(tmp_path_factory):
     path = tmp_path_factory.mktemp("clip") / "clip.mp4"
     write_clip(path, frames, 25, audio, 22050)
     return path
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # --------------------------------------------------------------------------- heartbeat

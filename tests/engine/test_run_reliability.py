@@ -8,7 +8,6 @@ import json
 import os
 import resource
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ import numpy as np
 import pytest
 
 from hearflow.media.synth import SynthConfig, scene_from_config
+from loopback import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL = ROOT / "checkpoints" / "synth_tiny"
@@ -123,12 +123,6 @@ def test_clean_stop_remuxes_to_mp4_and_keeps_sync(tmp_path):
 
 
 # ---------------------------------------------------------------------------------- full disk
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_full_disk_fails_the_sinks_and_exit_code_3(tmp_path):
     limit = 60_000  # bytes any file of the run may hold: both outputs hit it within 2 s of media

@@ -42,6 +42,8 @@ class SinkOptions:
     """Quality of those JPEGs (1..100)."""
     alpha: float = 0.45
     """Heatmap blend weight of the overlay, video and zmq-overlay drawings."""
+    stream: str = ""
+    """The stream's name when one process runs several (``--streams``); "" = one stream."""
 
 
 @dataclass

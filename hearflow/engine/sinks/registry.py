@@ -49,6 +49,7 @@ def parse_sinks(
     frame_id: str = "camera",
     jpeg_quality: int = 80,
     alpha: float = 0.45,
+    stream: str = "",
 ) -> list[Sink]:
     """Build sinks from the --sink text, e.g. "overlay,video:out/a.mp4,zmq,jsonl:out/a.jsonl".
 
@@ -59,10 +60,12 @@ def parse_sinks(
     frame_id: ROS-style frame_id in the zmq headers.
     jpeg_quality: quality of those JPEGs (1..100).
     alpha: heatmap blend weight of the overlay, video and zmq-overlay drawings.
+    stream: the stream's name with ``--streams`` (zmq topics get it as a suffix).
 
     Raises HearflowError (one line) on an unknown kind or a missing/extra argument.
     """
-    options = SinkOptions(zmq_overlay=zmq_overlay, frame_id=frame_id, jpeg_quality=jpeg_quality, alpha=alpha)
+    options = SinkOptions(zmq_overlay=zmq_overlay, frame_id=frame_id, jpeg_quality=jpeg_quality, alpha=alpha,
+                          stream=stream)
     items = [s.strip() for s in (spec or "").split(",")]
     if not any(items):
         raise HearflowError(f"--sink: no sink given (use {sink_help()})")

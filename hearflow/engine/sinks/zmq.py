@@ -8,6 +8,7 @@ just misses messages (it sees a gap in ``seq``).
 from __future__ import annotations
 
 import errno
+import threading
 import time
 
 import zmq
@@ -42,6 +43,8 @@ class ZmqSink(Sink):
     sndhwm: messages queued per subscriber before ZeroMQ drops for it; small, so a
         stalled subscriber costs no memory and never blocks the engine.
     linger_ms: how long close() may spend sending what is still queued.
+    stream: the stream's name with ``--streams`` (topics become ``hearflow.heatmap.NAME``
+        etc., and the streams' zmq sinks on one endpoint share its socket); "" = one stream.
     """
 
     wants_audio = False
@@ -55,6 +58,7 @@ class ZmqSink(Sink):
         alpha: float = 0.45,
         sndhwm: int = 2,
         linger_ms: int = 200,
+        stream: str = "",
     ):
         self.endpoint = normalize_endpoint(endpoint)
         self.name = f"zmq:{self.endpoint}"
@@ -65,71 +69,120 @@ class ZmqSink(Sink):
         self.alpha = alpha
         self.sndhwm = sndhwm
         self.linger_ms = linger_ms
+        self.stream = stream
         self.sent = 0
         """Messages handed to ZeroMQ."""
         self.dropped = 0
         """Messages ZeroMQ refused at once (zmq.Again). A PUB socket drops for a slow
         subscriber silently instead; subscribers see those as gaps in seq."""
-        self._ctx = None
-        self._sock = None
+        self._pub: _Publisher | None = None
         self._model = ""
 
     @classmethod
     def from_spec(cls, arg: str, options: SinkOptions) -> ZmqSink:
         # port range and host resolve now, while --sink is parsed, before any model loads
         return cls(check_endpoint(arg or DEFAULT_ENDPOINT, bind=True), frame_id=options.frame_id,
-                   overlay=options.zmq_overlay, jpeg_quality=options.jpeg_quality, alpha=options.alpha)
+                   overlay=options.zmq_overlay, jpeg_quality=options.jpeg_quality, alpha=options.alpha,
+                   stream=options.stream)
 
     def open(self, info: StreamInfo) -> None:
-        # a context of its own: closing it never waits on anybody else's sockets
-        self._ctx = zmq.Context()
-        sock = self._ctx.socket(zmq.PUB)
-        sock.setsockopt(zmq.SNDHWM, self.sndhwm)
-        sock.setsockopt(zmq.LINGER, self.linger_ms)
-        try:
-            sock.bind(self.endpoint)
-        except zmq.ZMQError as exc:
-            sock.close(linger=0)
-            self._ctx.term()
-            self._ctx = None
-            if exc.errno == errno.ENODEV:  # libzmq's word for a host or interface it cannot find
-                host = self.endpoint.partition("://")[2].rpartition(":")[0]
-                raise HearflowError(f"{self.name}: cannot bind: no interface or resolvable host {host!r}") from None
-            raise HearflowError(f"{self.name}: cannot bind: {exc}") from None
-        self._sock = sock
-        self.endpoint = sock.getsockopt_string(zmq.LAST_ENDPOINT) or self.endpoint
+        # streams of one process share a socket per endpoint (subscribers tell them apart by
+        # topic); a single stream gets a context of its own, so closing never waits on others
+        self._pub = _Publisher.acquire(self.endpoint, self.name, shared=bool(self.stream), sndhwm=self.sndhwm,
+                                       linger_ms=self.linger_ms)
+        self.endpoint = self._pub.endpoint
         self.name = f"zmq:{self.endpoint}"  # the real port when '*' picked one
         self._model = info.model or ""
-        if not is_loopback(self.endpoint):
+        if not is_loopback(self.endpoint) and self._pub.users == 1:
             info.log(f"zmq: publishing on {self.endpoint}: other machines can subscribe (no authentication)")
 
     def write(self, result) -> None:
         wall_offset = time.time() - time.monotonic()
-        self._send(encode_message(result, frame_id=self.frame_id, wall_offset=wall_offset, model=self._model))
+        self._send(encode_message(result, frame_id=self.frame_id, wall_offset=wall_offset, model=self._model,
+                                  stream=self.stream))
         if self.overlay and result.rgb is not None:
             jpeg = draw.overlay_jpeg(result.rgb, result.map, result.peak, self.alpha, result.confidence,
                                      self.jpeg_quality)
             h, w = result.rgb.shape[:2]
             self._send(encode_message(result, frame_id=self.frame_id, jpeg=jpeg, jpeg_size=(w, h),
-                                      wall_offset=wall_offset, model=self._model))
+                                      wall_offset=wall_offset, model=self._model, stream=self.stream))
 
     def write_status(self, status: dict) -> None:
-        self._send(encode_status(status, frame_id=self.frame_id))
+        self._send(encode_status(status, frame_id=self.frame_id, stream=self.stream))
 
     def _send(self, parts: list[bytes]) -> None:
-        try:
-            self._sock.send_multipart(parts, flags=zmq.NOBLOCK)
+        if self._pub.send(parts):
             self.sent += 1
-        except zmq.Again:
+        else:
             self.dropped += 1
 
     def close(self) -> None:
-        if self._sock is not None:
-            self._sock.close(linger=self.linger_ms)
-            self._sock = None
-        if self._ctx is not None:
-            self._ctx.term()
-            self._ctx = None
+        if self._pub is not None:
+            self._pub.release()
+            self._pub = None
+
+
+class _Publisher:
+    """A bound PUB socket, shared by the zmq sinks of several streams on one endpoint.
+
+    A ZeroMQ socket is not thread-safe and every sink writes from its own thread, so
+    sends go through a lock (held for a non-blocking send: microseconds).
+    """
+
+    _shared: dict[str, _Publisher] = {}
+    _registry_lock = threading.Lock()
+
+    def __init__(self, endpoint: str, name: str, sndhwm: int, linger_ms: int):
+        self.ctx = zmq.Context()
+        self.sock = self.ctx.socket(zmq.PUB)
+        self.sock.setsockopt(zmq.SNDHWM, sndhwm)
+        self.sock.setsockopt(zmq.LINGER, linger_ms)
+        self.linger_ms = linger_ms
+        try:
+            self.sock.bind(endpoint)
+        except zmq.ZMQError as exc:
+            self.sock.close(linger=0)
+            self.ctx.term()
+            if exc.errno == errno.ENODEV:  # libzmq's word for a host or interface it cannot find
+                host = endpoint.partition("://")[2].rpartition(":")[0]
+                raise HearflowError(f"{name}: cannot bind: no interface or resolvable host {host!r}") from None
+            raise HearflowError(f"{name}: cannot bind: {exc}") from None
+        self.endpoint = self.sock.getsockopt_string(zmq.LAST_ENDPOINT) or endpoint
+        self.key: str | None = None
+        self.users = 1
+        self.lock = threading.Lock()
+
+    @classmethod
+    def acquire(cls, endpoint: str, name: str, shared: bool, sndhwm: int, linger_ms: int) -> _Publisher:
+        if not shared:
+            return cls(endpoint, name, sndhwm, linger_ms)
+        with cls._registry_lock:
+            pub = cls._shared.get(endpoint)
+            if pub is not None:
+                pub.users += 1
+                return pub
+            pub = cls._shared[endpoint] = cls(endpoint, name, sndhwm, linger_ms)
+            pub.key = endpoint
+            return pub
+
+    def send(self, parts: list[bytes]) -> bool:
+        """False when ZeroMQ refused the message at once (zmq.Again)."""
+        with self.lock:
+            try:
+                self.sock.send_multipart(parts, flags=zmq.NOBLOCK)
+                return True
+            except zmq.Again:
+                return False
+
+    def release(self) -> None:
+        with self._registry_lock:
+            self.users -= 1
+            if self.users > 0:
+                return
+            if self.key is not None:
+                self._shared.pop(self.key, None)
+        self.sock.close(linger=self.linger_ms)
+        self.ctx.term()
 
 
 __all__ = ["ZmqSink"]

@@ -11,7 +11,7 @@ from hearflow.engine.sources.camera import CameraSource
 from hearflow.engine.sources.file import AUDIO_PIECE, URL_SCHEMES, AudioFileSource, FileSource
 from hearflow.engine.sources.gstreamer import GstAudioSource, GstVideoSource, import_gst
 from hearflow.engine.sources.microphone import MicSource, import_sounddevice
-from hearflow.engine.sources.spec import check_specs, open_sources, parse_audio_spec, parse_video_spec
+from hearflow.engine.sources.spec import check_specs, default_realtime, open_sources, parse_audio_spec, parse_video_spec
 from hearflow.engine.sources.synthetic import SynthVideoSource
 
 __all__ = [
@@ -36,5 +36,6 @@ __all__ = [
     "import_sounddevice",
     "open_sources",
     "parse_audio_spec",
+    "default_realtime",
     "parse_video_spec",
 ]

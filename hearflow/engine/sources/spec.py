@@ -63,6 +63,13 @@ def parse_video_spec(spec: str) -> tuple[str, object]:
     return "file", spec
 
 
+def default_realtime(video: str) -> bool:
+    """Whether a ``--video`` is paced like a live source when the user did not say: files
+    on disk are processed offline (every frame), devices, URLs and generators live."""
+    kind, arg = parse_video_spec(video)
+    return not (kind == "file" and "://" not in str(arg))
+
+
 def parse_audio_spec(spec: str) -> tuple[str, object]:
     """``--audio`` → (kind, argument): ('same', None), ('none', None), ('mic', device or
     None), ('file', path), ('gst', pipeline) or ('synth', None)."""

@@ -44,7 +44,7 @@ def steps(rgb: np.ndarray, device: torch.device):
     """(name, numpy callable, torch callable) per step, on the same inputs."""
     cfg = PreprocessConfig()
     h, w = rgb.shape[:2]
-    x = pt.to_chw(torch.from_numpy(rgb).to(device))
+    x = torch.from_numpy(rgb).to(device).movedim(-1, -3)  # uint8 (3, H, W) view, as the engine passes it
     small = resize_frame(rgb, cfg)
     xs = pt.to_chw(torch.from_numpy(small).to(device))
     raw = np.random.default_rng(0).standard_normal((h, w, 2)).astype(np.float32)

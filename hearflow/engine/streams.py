@@ -135,6 +135,9 @@ def run_streams(base: RunOptions, cfg: StreamsConfig) -> dict:
     log = line.log if line else stderr_log
     sinks = check_streams(base, cfg)
     from hearflow.runtime.backends import load_backend
+    from hearflow.runtime.device_frames import check_device
+
+    check_device(base.device)  # no GPU for --device cuda: one line before the model loads
 
     threads = base.threads or default_threads()
     stop_all, summaries = _StopAll(), {}
@@ -181,7 +184,8 @@ def _open_engines(base, cfg, be, sinks, sources, log, summaries) -> dict[str, En
             sources.enter_context(src)
         engines[spec.name] = Engine(be, video, audio, sinks[spec.name], o.engine, realtime=o.realtime,
                                     duration=o.duration, log=slog, status=None,
-                                    camera=parse_camera(o.camera_fov, o.camera_info))
+                                    camera=parse_camera(o.camera_fov, o.camera_info),
+                                    device=None if o.device == "auto" else o.device)
         be.register()
     return engines
 

@@ -192,32 +192,41 @@ def _device_table(n_in: int, n_out: int, mode: str, shrinking: bool, device) -> 
 
 
 # --- frames --------------------------------------------------------------------------------
+def _contract(x: torch.Tensor, m: torch.Tensor, axis: int) -> torch.Tensor:
+    """Resample ``x`` along ``axis`` with the (n_out, n_in) matrix m: a view with n_out there.
+
+    The axis is moved to the front by one copy into a contiguous float32 buffer, which is
+    also the uint8 → float conversion (a single pass over the frame however it is laid out:
+    5× faster on a CPU than converting, then transposing for the product).
+    """
+    moved = x.movedim(axis, 0)
+    flat = torch.empty(moved.shape, dtype=torch.float32, device=x.device)
+    flat.copy_(moved)
+    out = m @ flat.view(moved.shape[0], -1)  # (n_out, rest)
+    return out.view((m.shape[0],) + moved.shape[1:]).movedim(0, axis)
+
+
 def _along_width(x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
-    """(..., H, W) → (..., H, n_out): out = x · mᵀ."""
-    lead = x.shape[:-1]
-    out = m @ x.reshape(-1, x.shape[-1]).T  # (n_out, ...·H)
-    return out.T.reshape(lead + (m.shape[0],))
+    return _contract(x, m, x.dim() - 1)
 
 
 def _along_height(x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
-    """(..., H, W) → (..., n_out, W): out = m · x."""
-    moved = x.movedim(-2, 0)  # (H, ..., W)
-    out = m @ moved.reshape(moved.shape[0], -1)  # (n_out, ...·W)
-    return out.reshape((m.shape[0],) + moved.shape[1:]).movedim(0, -2)
+    return _contract(x, m, x.dim() - 2)
 
 
 def resample(x: torch.Tensor, size, mode: str, quantize: bool = True) -> torch.Tensor:
-    """float32 (..., H, W) → (..., OH, OW) with filter ``mode`` (see the module docstring).
+    """(..., H, W) (uint8 or float, any strides) → float32 (..., OH, OW) with filter ``mode``
+    (see the module docstring).
 
     size: S for S × S, or (OH, OW).
     quantize: round and saturate to 0..255 as the libraries' uint8 output is (and, for PIL,
         between the passes); False for float data (flow fields: OpenCV keeps float).
-    An image already at that size is returned as is.
+    An image already at that size is returned as is (as float32).
     """
     oh, ow = (size, size) if isinstance(size, int) else size
     h, w = x.shape[-2:]
     if (h, w) == (oh, ow):
-        return x
+        return x if x.dtype == torch.float32 else x.float()
     shrinking = h >= oh and w >= ow
     wx = _device_table(w, ow, mode, shrinking, x.device)
     wy = _device_table(h, oh, mode, shrinking, x.device)
@@ -237,7 +246,8 @@ def resample(x: torch.Tensor, size, mode: str, quantize: bool = True) -> torch.T
 
 
 def resize(x: torch.Tensor, cfg: PreprocessConfig) -> torch.Tensor:
-    """The frame filter of cfg: float (..., H, W) 0..255 → (..., S, S), S = cfg.image_size."""
+    """The frame filter of cfg: (..., H, W) 0..255 → float32 (..., S, S), S = cfg.image_size.
+    A channels-last frame may be passed as ``rgb.movedim(-1, -3)`` (uint8, no copy)."""
     return resample(x, cfg.image_size, cfg.image_resize, quantize=True)
 
 
@@ -253,6 +263,7 @@ def to_gray(x: torch.Tensor) -> torch.Tensor:
     equals OpenCV's fixed-point ``(9798 R + 19235 G + 3735 B + 2**14) >> 15``.
     """
     r, g, b = GRAY_WEIGHTS_Q15
+    x = x.float()  # a uint8 view is fine too (the sums need more than 8 bits)
     y = x[..., 0, :, :] * r + x[..., 1, :, :] * g + x[..., 2, :, :] * b
     return torch.floor_divide(y + (1 << 14), 1 << 15)
 

@@ -116,7 +116,7 @@ class DeviceFrames:
     # --- frames and flow ----------------------------------------------------------
     def frame(self, rgb: np.ndarray) -> Uploaded:
         """One captured uint8 H×W×3 RGB frame → its model input and (device flow) its gray."""
-        x = pt.to_chw(self.upload(rgb))  # float32 (3, H, W), 0..255
+        x = self.upload(rgb).movedim(-1, -3)  # uint8 (3, H, W) view; resize converts as it reads
         resized = pt.resize(x, self.cfg)
         gray = None
         if self.flow_on_device:
@@ -125,7 +125,7 @@ class DeviceFrames:
 
     def gray(self, rgb: np.ndarray) -> torch.Tensor:
         """The flow-resolution gray of a frame only (the previous frame after a drop)."""
-        x = pt.to_chw(self.upload(rgb))
+        x = self.upload(rgb).movedim(-1, -3)
         return pt.to_gray(pt.resize(x, self.cfg) if self.cfg.flow_resolution == "model" else x)
 
     def flow(self, gray_a: torch.Tensor, gray_b: torch.Tensor, fps: float) -> torch.Tensor:

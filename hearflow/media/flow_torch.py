@@ -31,6 +31,7 @@ from hearflow.media.flow import FARNEBACK_PARAMS
 OPTFLOW_USE_INITIAL_FLOW = 4
 OPTFLOW_FARNEBACK_GAUSSIAN = 256
 MIN_LEVEL_SIZE = 32  # OpenCV stops the pyramid before a side would drop below this
+CPU_SHIFTED_SUMS = True  # filter by shifted sums on CPUs (faster there); False: convolutions
 BORDER = (0.14, 0.14, 0.4472, 0.4472, 0.4472)  # OpenCV's edge attenuation, outermost first
 
 
@@ -118,14 +119,30 @@ def _gaussian_kernel(ksize: int, sigma: float) -> np.ndarray:
     return (g / g.sum()).astype(np.float32)
 
 
+def _correlate(img: torch.Tensor, taps: torch.Tensor, dim: int, mode: str) -> torch.Tensor:
+    """Correlate (B, C, H, W) along dim (2: vertical, 3: horizontal) with taps (K,), the
+    same for every channel, or (C, K), one row per channel; border by ``mode`` padding."""
+    c, r = img.shape[1], taps.shape[-1] // 2
+    taps = taps.expand(c, -1)
+    pad = (0, 0, r, r) if dim == 2 else (r, r, 0, 0)
+    img = F.pad(img, pad, mode=mode)
+    if img.device.type != "cpu" or not CPU_SHIFTED_SUMS:
+        shape = (c, 1, -1, 1) if dim == 2 else (c, 1, 1, -1)
+        return F.conv2d(img, taps.reshape(shape), groups=c)
+    # CPUs: a sum of shifted rows beats a depthwise convolution; columns are transposed.
+    if dim == 3:
+        img = img.transpose(2, 3).contiguous()
+    length = img.shape[2] - 2 * r
+    w = taps.view(1, c, -1, 1, 1)
+    out = img[:, :, :length] * w[:, :, 0]
+    for i in range(1, 2 * r + 1):
+        out.addcmul_(img[:, :, i:i + length], w[:, :, i])
+    return out.transpose(2, 3).contiguous() if dim == 3 else out
+
+
 def _separable(img: torch.Tensor, kx: torch.Tensor, ky: torch.Tensor, mode: str) -> torch.Tensor:
     """Correlate every channel of (B, C, H, W) with ky vertically, then kx horizontally."""
-    c = img.shape[1]
-    ry, rx = ky.numel() // 2, kx.numel() // 2
-    img = F.pad(img, (0, 0, ry, ry), mode=mode)
-    img = F.conv2d(img, ky.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
-    img = F.pad(img, (rx, rx, 0, 0), mode=mode)
-    return F.conv2d(img, kx.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
+    return _correlate(_correlate(img, ky, 2, mode), kx, 3, mode)
 
 
 def _pyramid_level(frames: torch.Tensor, scale: float, size: tuple[int, int]) -> torch.Tensor:
@@ -202,14 +219,11 @@ def _poly_expand(img: torch.Tensor, expand: dict) -> torch.Tensor:
     """(B, 1, H, W) image → (B, 5, H, W) coefficients in OpenCV's channel order:
     y, x (linear terms), yy, xx (quadratic terms) and xy."""
     taps = expand["taps"]
-    r = taps.shape[1] // 2
     # Vertical pass: 1, y and y² moments of each column (replicated border).
-    col = F.conv2d(F.pad(img, (0, 0, r, r), mode="replicate"), taps.view(3, 1, -1, 1))
-    col = F.pad(col, (r, r, 0, 0), mode="replicate")
+    col = _correlate(img.expand(-1, 3, -1, -1), taps, 2, "replicate")
     # Horizontal pass: b1 = g·1, b2 = xg·1, b4 = xxg·1, b3 = g·y, b6 = xg·y, b5 = g·y².
-    b1, b2, b4 = F.conv2d(col[:, :1], taps.view(3, 1, 1, -1)).unbind(1)
-    b3, b6 = F.conv2d(col[:, 1:2], taps[:2].reshape(2, 1, 1, -1)).unbind(1)
-    b5 = F.conv2d(col[:, 2:3], taps[:1].reshape(1, 1, 1, -1))[:, 0]
+    rows = col[:, [0, 0, 0, 1, 1, 2]]
+    b1, b2, b4, b3, b6, b5 = _correlate(rows, taps[[0, 1, 2, 0, 1, 0]], 3, "replicate").unbind(1)
     ig11, ig03, ig33, ig55 = (float(v) for v in expand["ig"])
     return torch.stack([b3 * ig11, b2 * ig11, b1 * ig03 + b5 * ig33,
                         b1 * ig03 + b4 * ig33, b6 * ig55], dim=1)

@@ -17,6 +17,12 @@ Encodings (``cfg.flow_encoding``):
   downward part survived. This encoding reproduces that (without the JPEG loss) for the
   released checkpoints; hearflow's signed encoding does not discard the sign.
 
+Providers (``cfg.flow``): OpenCV DIS, OpenCV Farneback, and ``torch_farneback``, the
+same Farneback in torch ops (:mod:`hearflow.media.flow_torch`; here on the CPU, with
+numbers equal to OpenCV's to float rounding). ``cfg.flow_max_side`` bounds the size flow
+is computed at: frames are shrunk, and the field is resized back and rescaled to the
+source's pixel scale, so everything downstream sees native-scale displacements.
+
 :class:`FlowEstimator` builds the OpenCV estimator once; it keeps internal buffers, so
 use one instance per thread.
 """
@@ -29,8 +35,9 @@ import numpy as np
 from hearflow.media.frames import resize_frame, to_gray
 from hearflow.media.preprocess import PreprocessConfig
 
-# HTF's Farneback parameters: pyr_scale, levels, winsize, iterations, poly_n, poly_sigma, flags.
-FARNEBACK_PARAMS = (0.5, 3, 15, 3, 5, 1.2, 0)
+from hearflow.media.flow_params import FARNEBACK_PARAMS
+
+__all__ = ["FARNEBACK_PARAMS", "FlowEstimator", "encode_flow", "working_size", "zero_flow"]
 
 
 def zero_flow(cfg: PreprocessConfig) -> np.ndarray:
@@ -81,11 +88,20 @@ def encode_flow(raw: np.ndarray, fps: float, cfg: PreprocessConfig) -> np.ndarra
     return out
 
 
+def working_size(width: int, height: int, max_side: int | None) -> tuple[int, int]:
+    """(width, height) flow is computed at: the frame's own, or shrunk so that its longest
+    side is ``max_side`` (aspect kept, sides rounded)."""
+    if max_side is None or max(width, height) <= max_side:
+        return width, height
+    scale = max_side / max(width, height)
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
 class FlowEstimator:
     """Optical flow with the provider of cfg.flow, built once and reused per frame pair.
 
-    cfg: the preprocessing config (flow, flow_resolution, flow_encoding, image_size,
-        image_resize are used).
+    cfg: the preprocessing config (flow, flow_resolution, flow_max_side, flow_encoding,
+        image_size, image_resize are used).
 
     Typical use (engine): ``g = est.gray(frame)`` once per captured frame, kept until the
     next one; then ``est(g_prev, g, fps)`` gives the flow input for the current frame
@@ -97,7 +113,7 @@ class FlowEstimator:
         self._dis = None
         if cfg.flow == "dis":
             self._dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_FAST)
-        elif cfg.flow not in ("farneback", "none"):
+        elif cfg.flow not in ("farneback", "torch_farneback", "none"):
             raise ValueError(f"unknown flow provider {cfg.flow!r}")
 
     def gray(self, rgb: np.ndarray) -> np.ndarray:
@@ -122,11 +138,31 @@ class FlowEstimator:
                 "expected two grayscale frames of the same size, "
                 f"got {gray_a.shape} and {gray_b.shape}"
             )
+        if self.cfg.flow == "none":
+            return np.zeros(gray_a.shape + (2,), dtype=np.float32)
+        height, width = gray_a.shape
+        size = working_size(width, height, self.cfg.flow_max_side)
+        if size == (width, height):
+            return self._compute(gray_a, gray_b)
+        # Bounded working resolution: shrink, estimate, then back to native pixels.
+        small = [cv2.resize(g, size, interpolation=cv2.INTER_AREA) for g in (gray_a, gray_b)]
+        flow = cv2.resize(self._compute(*small), (width, height), interpolation=cv2.INTER_LINEAR)
+        flow[..., 0] *= width / size[0]
+        flow[..., 1] *= height / size[1]
+        return flow
+
+    def _compute(self, gray_a: np.ndarray, gray_b: np.ndarray) -> np.ndarray:
+        """The provider's H×W×2 float32 field at the frames' own size."""
         if self._dis is not None:
             return self._dis.calc(gray_a, gray_b, None)
-        if self.cfg.flow == "farneback":
-            return cv2.calcOpticalFlowFarneback(gray_a, gray_b, None, *FARNEBACK_PARAMS)
-        return np.zeros(gray_a.shape + (2,), dtype=np.float32)
+        if self.cfg.flow == "torch_farneback":
+            import torch
+
+            from hearflow.media.flow_torch import farneback
+
+            a, b = (torch.from_numpy(np.ascontiguousarray(g)).float() for g in (gray_a, gray_b))
+            return farneback(a, b, FARNEBACK_PARAMS).numpy()
+        return cv2.calcOpticalFlowFarneback(gray_a, gray_b, None, *FARNEBACK_PARAMS)
 
     def __call__(self, gray_a: np.ndarray, gray_b: np.ndarray, fps: float) -> np.ndarray:
         """Encoded 2×S×S float32 flow input from gray_a (earlier) to gray_b (later).

@@ -26,10 +26,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from hearflow.media.flow import FARNEBACK_PARAMS
+from hearflow.media.flow_params import FARNEBACK_PARAMS, OPTFLOW_FARNEBACK_GAUSSIAN
 
-OPTFLOW_USE_INITIAL_FLOW = 4
-OPTFLOW_FARNEBACK_GAUSSIAN = 256
+__all__ = ["FARNEBACK_PARAMS", "OPTFLOW_FARNEBACK_GAUSSIAN", "area_weights", "farneback"]
 MIN_LEVEL_SIZE = 32  # OpenCV stops the pyramid before a side would drop below this
 CPU_SHIFTED_SUMS = True  # filter by shifted sums on CPUs (faster there); False: convolutions
 BORDER = (0.14, 0.14, 0.4472, 0.4472, 0.4472)  # OpenCV's edge attenuation, outermost first

@@ -35,11 +35,17 @@ class PreprocessConfig:
     """Per-channel RGB std divided after subtracting the mean."""
 
     # --- optical flow -------------------------------------------------------------
-    flow: Literal["dis", "farneback", "none"] = "dis"
-    """Flow provider: OpenCV DIS (preset FAST), Farneback (HTF's parameters), or none (zeros)."""
+    flow: Literal["dis", "farneback", "torch_farneback", "none"] = "dis"
+    """Flow provider: OpenCV DIS (preset FAST), Farneback (OpenCV, HTF's parameters),
+    torch_farneback (the same algorithm in torch, same numbers to float rounding, also on
+    GPUs), or none (zeros)."""
     flow_resolution: Literal["model", "native"] = "model"
     """Compute flow on grayscale frames resized to the model size, or at the source's
     native resolution (HTF; slower) and resize the flow afterwards."""
+    flow_max_side: int | None = None
+    """If set, flow is computed on frames shrunk (area filter) so that their longest side is
+    at most this, and the field is resized back and rescaled to the source's pixel scale
+    (faster HTF-compatible native flow). None: no bound."""
     flow_pair: Literal["previous", "next"] = "previous"
     """Flow from the previous source frame into this one (causal: what a live engine has),
     or from this frame to the next (HTF's released preprocessing)."""
@@ -84,6 +90,8 @@ class PreprocessConfig:
             raise ValueError("noverlap must be smaller than nperseg")
         if self.audio_seconds <= 0:
             raise ValueError("audio_seconds must be positive")
+        if self.flow_max_side is not None and self.flow_max_side < 32:
+            raise ValueError(f"flow_max_side must be >= 32 or null, got {self.flow_max_side}")
 
     # --- derived values -----------------------------------------------------------
     @property
@@ -120,12 +128,25 @@ class PreprocessConfig:
         return from_dict(cls, data, source)
 
     def fingerprint(self) -> str:
-        """Short stable hash of every field: caches and exports are keyed by it."""
-        blob = json.dumps(self.to_dict(), sort_keys=True).encode()
+        """Short stable hash of every field: caches and exports are keyed by it.
+
+        Fields added later are left out while they hold their default, so configs that
+        existed before keep their hash (and their prepared caches).
+        """
+        data = self.to_dict()
+        for name, default in _LATER_FIELDS.items():
+            if data.get(name) == default:
+                del data[name]
+        blob = json.dumps(data, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:12]
 
     def replace(self, **changes) -> "PreprocessConfig":
         return dataclasses.replace(self, **changes)
+
+
+# Fields added after configs were first saved, with the default that leaves them out of
+# the fingerprint.
+_LATER_FIELDS = {"flow_max_side": None}
 
 
 def htf_compat() -> PreprocessConfig:

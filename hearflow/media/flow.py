@@ -108,8 +108,12 @@ class FlowEstimator:
     (``flow_pair: previous``).
     """
 
-    def __init__(self, cfg: PreprocessConfig):
+    def __init__(self, cfg: PreprocessConfig, params: tuple = FARNEBACK_PARAMS, device: str = "cpu"):
+        """params: Farneback's (pyr_scale, levels, winsize, iterations, poly_n,
+        poly_sigma, flags), HTF's by default; device: where torch_farneback runs."""
         self.cfg = cfg
+        self.params = tuple(params)
+        self.device = device
         self._dis = None
         if cfg.flow == "dis":
             self._dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_FAST)
@@ -160,9 +164,10 @@ class FlowEstimator:
 
             from hearflow.media.flow_torch import farneback
 
-            a, b = (torch.from_numpy(np.ascontiguousarray(g)).float() for g in (gray_a, gray_b))
-            return farneback(a, b, FARNEBACK_PARAMS).numpy()
-        return cv2.calcOpticalFlowFarneback(gray_a, gray_b, None, *FARNEBACK_PARAMS)
+            a, b = (torch.from_numpy(np.ascontiguousarray(g)).to(self.device).float()
+                    for g in (gray_a, gray_b))
+            return farneback(a, b, self.params).cpu().numpy()
+        return cv2.calcOpticalFlowFarneback(gray_a, gray_b, None, *self.params)
 
     def __call__(self, gray_a: np.ndarray, gray_b: np.ndarray, fps: float) -> np.ndarray:
         """Encoded 2×S×S float32 flow input from gray_a (earlier) to gray_b (later).

@@ -424,11 +424,13 @@ def _export(p):
     "`hearflow bench model MODEL`: per-call latency (median, p99) of the audio and visual graphs at batch 1 "
     "and throughput at batch 32, per backend (e.g. --backend torch,onnxruntime). `hearflow bench engine "
     "MODEL`: a 640×480 30 fps camera-like clip (or --video) through the engine, paced like a camera "
-    "(--realtime, default) or offline, publishing on ZeroMQ: sustained fps, drops, latency p50/p99.",
+    "(--realtime, default) or offline, publishing on ZeroMQ: sustained fps, drops, latency p50/p99. "
+    "`hearflow bench flow [MODEL]`: time per frame pair of each --provider at each --size and its endpoint "
+    "error against the first (with MODEL, a checkpoint or htf-random, also how the map changes).",
 )
 def _bench(p):
-    p.add_argument("what", choices=["model", "engine"], help="what to measure")
-    p.add_argument("model", help="checkpoint folder or export folder")
+    p.add_argument("what", choices=["model", "engine", "flow"], help="what to measure")
+    p.add_argument("model", nargs="?", help="checkpoint folder or export folder (flow: optional, or htf-random)")
     p.add_argument("--backend", default=None, help="model: comma-separated backends; engine: one backend")
     p.add_argument("--batch", default="1,32", help="model: batch sizes (default 1,32)")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0 = runtime default)")
@@ -437,7 +439,7 @@ def _bench(p):
     p.add_argument("--budget", type=float, default=20.0, help="model: max seconds per measurement")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--goal-ms", type=float, default=None, help="model: per-frame goal to check against")
-    p.add_argument("--video", default=None, help="engine: source instead of the generated clip")
+    p.add_argument("--video", default=None, help="engine, flow: source instead of the generated clip")
     p.add_argument("--realtime", action=argparse.BooleanOptionalAction, default=True,
                    help="engine: pace the source like a camera (default) or process it offline")
     p.add_argument("--seconds", type=float, default=10.0, help="engine: length of the generated clip")
@@ -445,12 +447,25 @@ def _bench(p):
                    help="engine: frame rate of the generated clip (default 30; 15 with --streams)")
     p.add_argument("--streams", default=None, metavar="N[,N…]",
                    help="engine: N paced 320×240 camera-like streams through one batched backend, e.g. 1,2,4,8")
+    p.add_argument("--provider", default="opencv-farneback,torch-farneback",
+                   help="flow: providers, e.g. opencv-dis,opencv-farneback@320,torch-farneback:cuda")
+    p.add_argument("--size", default="640x480", help="flow: frame sizes WxH[,WxH...]")
+    p.add_argument("--params", default=None, help="flow: Farneback's 7 parameters (default HTF's 0.5,3,15,3,5,1.2,0)")
+    p.add_argument("--pairs", type=int, default=5, help="flow: frame pairs per size")
     p.add_argument("--json", default=None, help="also write the results to this JSON file")
 
     def run(args):
         import json
 
-        if args.what == "model":
+        if args.what != "flow" and not args.model:
+            raise HearflowError(f"bench {args.what} needs a MODEL (checkpoint or export folder)")
+        if args.what == "flow":
+            from hearflow.export.flow_benchmark import bench_flow, format_flow_bench
+
+            result = bench_flow(args.video, args.provider, args.size, args.params, args.pairs, args.threads,
+                                args.model)
+            print(format_flow_bench(result))
+        elif args.what == "model":
             from hearflow.export.model_benchmark import bench_model, format_bench
 
             backends = args.backend.split(",") if args.backend else None

@@ -10,8 +10,11 @@ error against the true motion when it is known (generated scene), and with ``--m
 how an HTF model's similarity map changes (argmax agreement, Pearson correlation).
 
 Providers: ``opencv-dis``, ``opencv-farneback``, ``torch-farneback`` (on each device
-torch sees, or one named as ``torch-farneback:cuda``); ``@N`` after a name computes at
-a working size whose longest side is N (``flow_max_side``), e.g. ``opencv-farneback@320``.
+torch sees, or one named as ``torch-farneback:cuda``) and ``none`` (zero flow); ``@N``
+after a name computes at a working size whose longest side is N (``flow_max_side``),
+e.g. ``opencv-farneback@320``. Also compared with the first provider: the flow input an
+``htf_compat`` model gets (8-bit, resized to 224²), as mean absolute difference in 8-bit
+levels: what a model sees, whatever its weights.
 """
 
 from __future__ import annotations
@@ -31,7 +34,8 @@ from hearflow.media.flow import FARNEBACK_PARAMS, FlowEstimator, encode_flow
 from hearflow.media.frames import frame_input, to_gray
 from hearflow.media.preprocess import htf_compat
 
-KINDS = {"opencv-dis": "dis", "opencv-farneback": "farneback", "torch-farneback": "torch_farneback"}
+KINDS = {"opencv-dis": "dis", "opencv-farneback": "farneback", "torch-farneback": "torch_farneback",
+         "none": "none"}  # none: zero flow, the floor for how much a map depends on flow at all
 SCENE_FPS = 25.0
 
 
@@ -185,6 +189,8 @@ def _frames_at(size, video_frames, pairs: int, seed: int):
 # --------------------------------------------------------------------------- measurements
 def provider_flows(provider: Provider, grays: list[np.ndarray], params: tuple):
     """Flow of each consecutive pair and the seconds each took (after one warm-up call)."""
+    if provider.kind == "none":
+        return [np.zeros(grays[0].shape + (2,), np.float32) for _ in grays[1:]], [0.0] * (len(grays) - 1)
     cfg = htf_compat().replace(flow=KINDS[provider.kind], flow_max_side=provider.max_side)
     est = FlowEstimator(cfg, params, provider.device)
     est.raw(grays[0], grays[1])
@@ -252,7 +258,7 @@ def map_agreement(maps, ref_maps) -> dict:
 def _bench_size(size, providers, params, frames, truth, fps, model) -> list[dict]:
     """Every provider on the frames of one size; comparisons against the first."""
     grays = [to_gray(f) for f in frames]
-    rows, ref, ref_maps = [], None, None
+    rows, ref, ref_maps, ref_inputs = [], None, None, None
     for provider in providers:
         flows, secs = provider_flows(provider, grays, params)
         row = {"provider": provider.label, "size": f"{size[0]}x{size[1]}",
@@ -260,11 +266,13 @@ def _bench_size(size, providers, params, frames, truth, fps, model) -> list[dict
         if truth is not None:
             row["epe_truth"] = endpoint_error(flows, truth, margin=max(8, min(size) // 20))
         maps = similarity_maps(*model, frames, flows, fps) if model is not None else None
+        inputs = np.stack([encode_flow(f, fps, htf_compat()) for f in flows]) * 255
         if ref is None:
-            ref, ref_maps = flows, maps
+            ref, ref_maps, ref_inputs = flows, maps, inputs
         else:
             row["epe_vs_first"] = endpoint_error(flows, ref)
             row["htf_uint8_equal"] = htf_image_agreement(flows, ref)
+            row["htf_input_mean_abs_levels"] = float(np.abs(inputs - ref_inputs).mean())
             if maps is not None:
                 row["map_vs_first"] = map_agreement(maps, ref_maps)
         rows.append(row)
@@ -299,12 +307,13 @@ def format_flow_bench(result: dict) -> str:
              + (f"; GPU: {m['gpu']}" if "gpu" in m else ""),
              f"source: {result['source']}, {result['pairs']} pairs; Farneback params {tuple(result['params'])}",
              f"{'size':>9}  {'provider':<26} {'ms/pair':>8} {'p99':>8}  {'EPE vs first':>14} {'p99':>7}"
-             f" {'8-bit =':>8}  {'EPE truth':>9}  {'map argmax':>10} {'map r':>6}"]
+             f" {'8-bit =':>8} {'input Δ':>7}  {'EPE truth':>9}  {'map argmax':>10} {'map r':>6}"]
     for r in result["results"]:
         vs, truth, mp = r.get("epe_vs_first"), r.get("epe_truth"), r.get("map_vs_first")
         lines.append(
             f"{r['size']:>9}  {r['provider']:<26} {r['median_ms']:8.1f} {r['p99_ms']:8.1f}  "
-            + (f"{vs['mean']:14.4f} {vs['p99']:7.3f} {r['htf_uint8_equal']:8.2%}" if vs else f"{'(first)':>14} {'':>7} {'':>8}")
+            + (f"{vs['mean']:14.4f} {vs['p99']:7.3f} {r['htf_uint8_equal']:8.2%} {r['htf_input_mean_abs_levels']:7.3f}"
+               if vs else f"{'(first)':>14} {'':>7} {'':>8} {'':>7}")
             + (f"  {truth['mean']:9.3f}" if truth else f"  {'':>9}")
             + (f"  {mp['argmax_agreement']:10.0%} {mp['correlation']:6.3f}" if mp else ""))
     return "\n".join(lines)

@@ -128,15 +128,13 @@ def _correlate(img: torch.Tensor, taps: torch.Tensor, dim: int, mode: str) -> to
     if img.device.type != "cpu" or not CPU_SHIFTED_SUMS:
         shape = (c, 1, -1, 1) if dim == 2 else (c, 1, 1, -1)
         return F.conv2d(img, taps.reshape(shape), groups=c)
-    # CPUs: a sum of shifted rows beats a depthwise convolution; columns are transposed.
-    if dim == 3:
-        img = img.transpose(2, 3).contiguous()
-    length = img.shape[2] - 2 * r
-    w = taps.view(1, c, -1, 1, 1)
-    out = img[:, :, :length] * w[:, :, 0]
+    # CPUs: a sum of shifted slices beats a depthwise convolution there.
+    length = img.shape[dim] - 2 * r
+    w = taps.T.reshape(-1, 1, c, 1, 1)
+    out = img.narrow(dim, 0, length) * w[0]
     for i in range(1, 2 * r + 1):
-        out.addcmul_(img[:, :, i:i + length], w[:, :, i])
-    return out.transpose(2, 3).contiguous() if dim == 3 else out
+        out.addcmul_(img.narrow(dim, i, length), w[i])
+    return out
 
 
 def _separable(img: torch.Tensor, kx: torch.Tensor, ky: torch.Tensor, mode: str) -> torch.Tensor:

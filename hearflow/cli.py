@@ -490,6 +490,14 @@ def _export(p):
 
 
 # --------------------------------------------------------------------------- bench
+def _flow_bench_args(p):
+    p.add_argument("--provider", default="opencv-farneback,torch-farneback",
+                   help="flow: providers, e.g. opencv-dis,opencv-farneback@320,torch-farneback:cuda")
+    p.add_argument("--size", default="640x480", help="flow: frame sizes WxH[,WxH...]")
+    p.add_argument("--params", default=None, help="flow: Farneback's 7 parameters (default HTF's 0.5,3,15,3,5,1.2,0)")
+    p.add_argument("--pairs", type=int, default=5, help="flow: frame pairs per size")
+
+
 @command(
     "bench",
     "benchmark a model's graphs (bench model) or the whole engine (bench engine)",
@@ -519,11 +527,7 @@ def _bench(p):
                    help="engine: frame rate of the generated clip (default 30; 15 with --streams)")
     p.add_argument("--streams", default=None, metavar="N[,N…]",
                    help="engine: N paced 320×240 camera-like streams through one batched backend, e.g. 1,2,4,8")
-    p.add_argument("--provider", default="opencv-farneback,torch-farneback",
-                   help="flow: providers, e.g. opencv-dis,opencv-farneback@320,torch-farneback:cuda")
-    p.add_argument("--size", default="640x480", help="flow: frame sizes WxH[,WxH...]")
-    p.add_argument("--params", default=None, help="flow: Farneback's 7 parameters (default HTF's 0.5,3,15,3,5,1.2,0)")
-    p.add_argument("--pairs", type=int, default=5, help="flow: frame pairs per size")
+    _flow_bench_args(p)
     p.add_argument("--json", default=None, help="also write the results to this JSON file")
 
     return _bench_command

@@ -287,7 +287,9 @@ class _Run:
 
     def row(self, size, first: "_Run") -> dict:
         secs = np.array(self.seconds)
-        row = {"provider": self.provider.label, "size": f"{size[0]}x{size[1]}",
+        p = self.provider
+        row = {"provider": p.kind, "device": p.device, "max_side": p.max_side, "label": p.label,
+               "size": f"{size[0]}x{size[1]}",
                "median_ms": float(np.median(secs) * 1e3), "p99_ms": float(np.percentile(secs, 99) * 1e3)}
         if self.truth.count:
             row["epe_truth"] = self.truth.result()
@@ -343,7 +345,7 @@ def bench_flow(video=None, providers: str = "opencv-farneback,torch-farneback", 
         rows += _bench_size(size, chosen, fb, frames, truth, fps, net)
     return {"machine": machine_info(), "threads": {"opencv": cv2.getNumThreads(), "torch": torch.get_num_threads()},
             "source": str(video) if video else "generated scene (H.264)", "pairs": pairs,
-            "params": list(fb), "model": model, "results": rows}
+            "params": list(fb), "model": model, "runs": rows}
 
 
 def format_flow_bench(result: dict) -> str:
@@ -354,10 +356,10 @@ def format_flow_bench(result: dict) -> str:
              f"source: {result['source']}, {result['pairs']} pairs; Farneback params {tuple(result['params'])}",
              f"{'size':>9}  {'provider':<26} {'ms/pair':>8} {'p99':>8}  {'EPE vs first':>14} {'p99':>7}"
              f" {'8-bit =':>8} {'input Δ':>7}  {'EPE truth':>9}  {'map argmax':>10} {'map r':>6}"]
-    for r in result["results"]:
+    for r in result["runs"]:
         vs, truth, mp = r.get("epe_vs_first"), r.get("epe_truth"), r.get("map_vs_first")
         lines.append(
-            f"{r['size']:>9}  {r['provider']:<26} {r['median_ms']:8.1f} {r['p99_ms']:8.1f}  "
+            f"{r['size']:>9}  {r['label']:<26} {r['median_ms']:8.1f} {r['p99_ms']:8.1f}  "
             + (f"{vs['mean']:14.3g} {vs['p99']:7.3g} {r['htf_uint8_equal']:8.2%} {r['htf_input_mean_abs_levels']:7.3f}"
                if vs else f"{'(first)':>14} {'':>7} {'':>8} {'':>7}")
             + (f"  {truth['mean']:9.3f}" if truth else f"  {'':>9}")

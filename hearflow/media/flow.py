@@ -32,10 +32,9 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from hearflow.media.flow_params import FARNEBACK_PARAMS
 from hearflow.media.frames import resize_frame, to_gray
 from hearflow.media.preprocess import PreprocessConfig
-
-from hearflow.media.flow_params import FARNEBACK_PARAMS
 
 __all__ = ["FARNEBACK_PARAMS", "FlowEstimator", "encode_flow", "working_size", "zero_flow"]
 

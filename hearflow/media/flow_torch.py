@@ -295,8 +295,11 @@ def _window(winsize: int, gaussian: bool, device) -> torch.Tensor:
 
 
 def _solve(matrices: torch.Tensor, window: torch.Tensor) -> torch.Tensor:
-    """Filter the terms over the window (replicated border) and solve G·d = h per pixel."""
-    g11, g12, g22, h1, h2 = _separable(matrices, window, window, "replicate").double().unbind(1)
+    """Filter the terms over the window (replicated border) and solve G·d = h per pixel.
+
+    float32 throughout (every device has it); OpenCV sums the window in double, which
+    moves the result by about a millionth of a pixel."""
+    g11, g12, g22, h1, h2 = _separable(matrices, window, window, "replicate").unbind(1)
     idet = 1.0 / (g11 * g22 - g12 * g12 + 1e-3)
     return torch.stack([(g11 * h2 - g12 * h1) * idet, (g22 * h1 - g12 * h2) * idet], 1).float()
 

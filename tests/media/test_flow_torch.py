@@ -199,8 +199,9 @@ def test_bench_flow_command(tmp_path, capsys):
     assert rc in (0, None)
     text = capsys.readouterr().out
     assert "torch-farneback:cpu" in text and "opencv-farneback@48" in text
-    rows = json.loads(out.read_text())["results"]
-    assert [r["provider"] for r in rows] == ["opencv-farneback", "torch-farneback:cpu", "opencv-farneback@48"]
+    rows = json.loads(out.read_text())["runs"]
+    assert [r["label"] for r in rows] == ["opencv-farneback", "torch-farneback:cpu", "opencv-farneback@48"]
+    assert (rows[1]["provider"], rows[1]["device"], rows[2]["max_side"]) == ("torch-farneback", "cpu", 48)
     assert rows[1]["epe_vs_first"]["mean"] <= 0.05 and rows[1]["htf_uint8_equal"] >= 0.99
     assert rows[1]["map_vs_first"]["argmax_agreement"] == 1.0
     assert all(r["median_ms"] > 0 and r["epe_truth"]["mean"] < 1.0 for r in rows)

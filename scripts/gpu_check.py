@@ -141,8 +141,9 @@ def targets(steps: dict) -> dict:
     """The issue's targets, read from the benchmark JSONs (None where a step did not report)."""
     found = dict.fromkeys(TARGETS)
     flow = steps["bench_flow"].get("result") or {}
-    for row in flow.get("results", []):
-        if row.get("provider") == "torch-farneback:cuda" and row.get("size") == "640x480":
+    for row in flow.get("runs", []):
+        if (row.get("provider") == "torch-farneback" and str(row.get("device")).startswith("cuda")
+                and row.get("size") == "640x480" and not row.get("max_side")):
             found["farneback_640x480_ms"] = row.get("median_ms")
     model = steps["bench_model"].get("result") or {}
     visual = [r["median_ms"] for run in model.get("runs", []) if run.get("backend") == "tensorrt"

@@ -85,18 +85,11 @@ def _sample_motion(cfg: SynthConfig, rng, area, moves: bool, pulsing: bool = Fal
         return Motion("static", float(round(rng.uniform(xlo, xhi))), float(round(rng.uniform(ylo, yhi))), area)
     speed = rng.uniform(*cfg.speed) * cfg.width / 256.0
     if pulsing:  # bounce only: its speed is then exactly the base speed times the envelope
-        theta = rng.uniform(0, 2 * np.pi)
-        return Motion(
-            "bounce",
-            x0=rng.uniform(xlo, xhi),
-            y0=rng.uniform(ylo, yhi),
-            area=area,
-            vx=speed * math.cos(theta),
-            vy=speed * math.sin(theta),
+        return _bounce(rng, area, speed, rng.uniform(0, 2 * np.pi), lambda: dict(
             env_rate=2 * np.pi * rng.uniform(*cfg.twin_envelope_hz) / cfg.fps,
             env_phase=rng.uniform(0, 2 * np.pi),
             env_floor=cfg.twin_envelope_floor,
-        )
+        ))
     kind = cfg.motion if cfg.motion != "mixed" else ("bounce" if rng.random() < 0.5 else "sine")
     theta = rng.uniform(0, 2 * np.pi)
     if kind == "sine":
@@ -118,14 +111,16 @@ def _sample_motion(cfg: SynthConfig, rng, area, moves: bool, pulsing: bool = Fal
                 phase=rng.uniform(0, 2 * np.pi),
                 psi=float(rng.choice([0.0, np.pi / 2, rng.uniform(0, np.pi)])),
             )
-    return Motion(
-        "bounce",
-        x0=rng.uniform(xlo, xhi),
-        y0=rng.uniform(ylo, yhi),
-        area=area,
-        vx=speed * math.cos(theta),
-        vy=speed * math.sin(theta),
-    )
+    return _bounce(rng, area, speed, theta)
+
+
+def _bounce(rng, area, speed: float, theta: float, envelope=None) -> Motion:
+    """A bounce from a random start in ``area`` (drawn before ``envelope()``'s fields, so a
+    seed gives the clips it always gave)."""
+    xlo, xhi, ylo, yhi = area
+    x0, y0 = rng.uniform(xlo, xhi), rng.uniform(ylo, yhi)
+    return Motion("bounce", x0=x0, y0=y0, area=area, vx=speed * math.cos(theta), vy=speed * math.sin(theta),
+                  **(envelope() if envelope else {}))
 
 
 def _max_overlap(objs: list[ObjectSpec], frames: np.ndarray) -> float:

@@ -57,3 +57,15 @@ def test_annotate_video_writes_every_frame_and_the_sound(synth_dir, tmp_path):
     rows = out.with_suffix(".jsonl").read_text().splitlines()
     assert len(rows) == n_in
     assert len(re.findall(r"t=[\d.]+ s  peak x=", text)) == 3
+
+
+@pytest.mark.slow
+def test_the_streams_example_runs_both_streams():
+    proc = subprocess.run([sys.executable, "-m", "hearflow", "run", "--model", str(MODEL), "--streams",
+                           str(ROOT / "examples" / "streams.yaml"), "--duration", "2", "--no-status"],
+                          capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    summary = json.loads(proc.stdout)
+    assert sorted(summary["streams"]) == ["back", "front"]
+    for s in summary["streams"].values():
+        assert s["processed"] > 0 and s["error"] is None and s["camera"] is not None

@@ -7,7 +7,7 @@
     fps () float32  →  map (1, m, n)
 
 Inside: resize with the config's filter, normalisation, grayscale, torch Farneback flow
-(:func:`hearflow.media.preprocess_torch.raw_flow`, with ``flow_max_side``), the flow's
+(:func:`hearflow.media.flow_torch.raw_flow`, with ``flow_max_side``), the flow's
 encoding, and the visual network — the same torch functions the engine's ``--device``
 path runs, traced once, so a runtime that takes this file needs nothing of hearflow's
 preprocessing. The frame size is fixed at export (a camera's size does not change); the
@@ -54,7 +54,7 @@ class FrameGraph(nn.Module):
         if not self.uses_flow:
             return self.model.localize(frame, None, audio_embedding)
         gray = pt.to_gray(resized if pre.flow_resolution == "model" else x)
-        flow = pt.encode_flow(pt.raw_flow(gray[:1], gray[1:], pre), fps, pre)
+        flow = pt.encode_flow(flow_torch.raw_flow(gray[:1], gray[1:], pre), fps, pre)
         return self.model.localize(frame, flow, audio_embedding)
 
 

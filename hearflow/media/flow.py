@@ -32,7 +32,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from hearflow.media.flow_params import FARNEBACK_PARAMS
+from hearflow.media.flow_params import FARNEBACK_PARAMS, working_size
 from hearflow.media.frames import resize_frame, to_gray
 from hearflow.media.preprocess import PreprocessConfig
 
@@ -86,14 +86,6 @@ def encode_flow(raw: np.ndarray, fps: float, cfg: PreprocessConfig) -> np.ndarra
     np.clip(out, -1.0, 1.0, out=out)
     return out
 
-
-def working_size(width: int, height: int, max_side: int | None) -> tuple[int, int]:
-    """(width, height) flow is computed at: the frame's own, or shrunk so that its longest
-    side is ``max_side`` (aspect kept, sides rounded)."""
-    if max_side is None or max(width, height) <= max_side:
-        return width, height
-    scale = max_side / max(width, height)
-    return max(1, round(width * scale)), max(1, round(height * scale))
 
 
 class FlowEstimator:

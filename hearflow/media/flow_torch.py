@@ -26,9 +26,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from hearflow.media.flow_params import FARNEBACK_PARAMS, OPTFLOW_FARNEBACK_GAUSSIAN
+from hearflow.media.flow_params import FARNEBACK_PARAMS, OPTFLOW_FARNEBACK_GAUSSIAN, working_size
+from hearflow.media.preprocess import PreprocessConfig
+from hearflow.media.preprocess_torch import resample
 
-__all__ = ["FARNEBACK_PARAMS", "OPTFLOW_FARNEBACK_GAUSSIAN", "area_weights", "farneback"]
+__all__ = ["FARNEBACK_PARAMS", "OPTFLOW_FARNEBACK_GAUSSIAN", "farneback", "raw_flow"]
 MIN_LEVEL_SIZE = 32  # OpenCV stops the pyramid before a side would drop below this
 CPU_SHIFTED_SUMS = True  # filter by shifted sums on CPUs (faster there); False: convolutions
 BORDER = (0.14, 0.14, 0.4472, 0.4472, 0.4472)  # OpenCV's edge attenuation, outermost first
@@ -158,21 +160,6 @@ def _resize_bilinear(img: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(img, size=size, mode="bilinear", align_corners=False, antialias=False)
 
 
-def area_weights(src: int, dst: int, device=None) -> torch.Tensor:
-    """(dst, src) float32 matrix of cv2.resize INTER_AREA along one axis, for dst ≤ src.
-
-    Output pixel i averages the source interval [i·s, (i+1)·s), s = src/dst, each source
-    pixel weighted by its overlap with it (fractional scales included).
-    """
-    if dst > src:
-        raise ValueError(f"area weights shrink only ({src} → {dst})")
-    s = src / dst
-    lo = torch.arange(dst, dtype=torch.float64).unsqueeze(1) * s
-    j = torch.arange(src, dtype=torch.float64).unsqueeze(0)
-    overlap = (torch.minimum(j + 1, lo + s) - torch.maximum(j, lo)).clamp(min=0)
-    return (overlap / s).to(device=device, dtype=torch.float32)
-
-
 def _initial_flow(init_flow, n, full, size, scale, device) -> torch.Tensor:
     """The caller's first guess at the coarsest level: area-resized and scaled (OpenCV)."""
     init = init_flow.to(device=device, dtype=torch.float32)
@@ -180,10 +167,7 @@ def _initial_flow(init_flow, n, full, size, scale, device) -> torch.Tensor:
         init = init.unsqueeze(0)
     if tuple(init.shape) != (n,) + full + (2,):
         raise ValueError(f"init_flow must have shape {(n,) + full + (2,)}, got {tuple(init.shape)}")
-    init = init.permute(0, 3, 1, 2)
-    wy = area_weights(full[0], size[0], device)
-    wx = area_weights(full[1], size[1], device)
-    return (wy @ init @ wx.T) * scale
+    return resample(init.permute(0, 3, 1, 2), size, "area", quantize=False) * scale
 
 
 # --------------------------------------------------------------------------- 2. polynomial expansion
@@ -314,3 +298,20 @@ def _refine(r0, r1, flow, winsize: int, iterations: int, flags: int) -> torch.Te
         if i < iterations - 1:
             matrices = _update_matrices(r0, r1, flow, border)
     return flow
+
+
+# --------------------------------------------------------------------------- with a PreprocessConfig
+def raw_flow(gray_a: torch.Tensor, gray_b: torch.Tensor, cfg: PreprocessConfig) -> torch.Tensor:
+    """(N, H, W, 2) displacement in pixels from gray_a (earlier) to gray_b, (N, H, W) float
+    0..255 grays, as :meth:`hearflow.media.flow.FlowEstimator.raw` computes it: with
+    cfg.flow_max_side the grays are shrunk (area) to the bounded working size and the field
+    is resized back (bilinear) and rescaled to the grays' pixel scale."""
+    h, w = gray_a.shape[-2:]
+    sw, sh = working_size(w, h, cfg.flow_max_side)
+    if (sw, sh) == (w, h):
+        return farneback(gray_a, gray_b, FARNEBACK_PARAMS)
+    small = [resample(g, (sh, sw), "area") for g in (gray_a, gray_b)]
+    field = resample(farneback(small[0], small[1], FARNEBACK_PARAMS).permute(0, 3, 1, 2), (h, w), "bilinear",
+                     quantize=False)
+    field = torch.cat([field[:, :1] * (w / sw), field[:, 1:] * (h / sh)], 1)
+    return field.permute(0, 2, 3, 1)

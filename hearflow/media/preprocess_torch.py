@@ -309,25 +309,6 @@ def encode_flow(raw: torch.Tensor, fps: float, cfg: PreprocessConfig) -> torch.T
     return x.clamp_(-1.0, 1.0)
 
 
-def raw_flow(gray_a: torch.Tensor, gray_b: torch.Tensor, cfg: PreprocessConfig) -> torch.Tensor:
-    """(N, H, W, 2) torch Farneback displacement in pixels from gray_a (earlier) to gray_b,
-    (N, H, W) float 0..255 grays, as :meth:`hearflow.media.flow.FlowEstimator.raw`: with
-    cfg.flow_max_side the grays are shrunk (area) to the bounded working size and the field
-    is resized back (bilinear) and rescaled to the grays' pixel scale."""
-    from hearflow.media.flow import FARNEBACK_PARAMS, working_size
-    from hearflow.media.flow_torch import farneback
-
-    h, w = gray_a.shape[-2:]
-    sw, sh = working_size(w, h, cfg.flow_max_side)
-    if (sw, sh) == (w, h):
-        return farneback(gray_a, gray_b, FARNEBACK_PARAMS)
-    small = [resample(g, (sh, sw), "area") for g in (gray_a, gray_b)]
-    field = resample(farneback(small[0], small[1], FARNEBACK_PARAMS).permute(0, 3, 1, 2), (h, w), "bilinear",
-                     quantize=False)
-    field = torch.cat([field[:, :1] * (w / sw), field[:, 1:] * (h / sh)], 1)
-    return field.permute(0, 2, 3, 1)
-
-
 # --- audio ---------------------------------------------------------------------------------
 _WINDOWS: dict = {}
 

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from hearflow.media import preprocess_torch as pt
+from hearflow.media.flow_torch import raw_flow
 from hearflow.media.preprocess import PreprocessConfig
 
 
@@ -133,8 +134,8 @@ class DeviceFrames:
         return pt.encode_flow(self.raw_flow(gray_a, gray_b), fps, self.cfg)
 
     def raw_flow(self, gray_a: torch.Tensor, gray_b: torch.Tensor) -> torch.Tensor:
-        """(1, H', W', 2) displacement in pixels of the grays' size (media.preprocess_torch.raw_flow)."""
-        return pt.raw_flow(gray_a[None], gray_b[None], self.cfg)
+        """(1, H', W', 2) displacement in pixels of the grays' size (media.flow_torch.raw_flow)."""
+        return raw_flow(gray_a[None], gray_b[None], self.cfg)
 
     def upload_flow(self, flow: np.ndarray) -> torch.Tensor:
         """A host-computed encoded flow (2, S, S) → (1, 2, S, S) on the device."""

@@ -26,7 +26,8 @@ from hearflow.export.flow_benchmark import (
     similarity_maps,
 )
 from hearflow.media.flow import FARNEBACK_PARAMS, FlowEstimator
-from hearflow.media.flow_torch import OPTFLOW_FARNEBACK_GAUSSIAN, area_weights, farneback
+from hearflow.media.flow_torch import OPTFLOW_FARNEBACK_GAUSSIAN, farneback
+from hearflow.media.preprocess_torch import resample
 from hearflow.media.frames import to_gray
 from hearflow.media.preprocess import PreprocessConfig, htf_compat
 
@@ -104,11 +105,12 @@ def test_initial_flow_as_opencv(clip224):
         farneback(torch.from_numpy(a), torch.from_numpy(b), params, torch.zeros(h, w + 1, 2))
 
 
-def test_area_weights_match_opencv():
+def test_area_resize_of_a_float_field_matches_opencv():
+    # the initial flow is shrunk with this (OpenCV: INTER_AREA on the float field)
     img = np.random.default_rng(0).random((45, 61)).astype(np.float32)
     for size in ((20, 17), (61, 45), (30, 15)):
         ref = cv2.resize(img, size, interpolation=cv2.INTER_AREA)
-        out = area_weights(45, size[1]) @ torch.from_numpy(img) @ area_weights(61, size[0]).T
+        out = resample(torch.from_numpy(img), (size[1], size[0]), "area", quantize=False)
         np.testing.assert_allclose(out.numpy(), ref, atol=1e-5)
 
 

@@ -91,11 +91,9 @@ def make_models(tmp: Path) -> dict:
     from hearflow.model.checkpoint import save_checkpoint
 
     models = {"r18": save_checkpoint(tmp / "r18", create_model(ModelConfig()), PreprocessConfig())}
-    htf = PreprocessConfig.PRESETS["htf_compat"]()
-    if "torch_farneback" in PreprocessConfig.__annotations__["flow"]:
-        import dataclasses
+    import dataclasses
 
-        htf = dataclasses.replace(htf, flow="torch_farneback")
+    htf = dataclasses.replace(PreprocessConfig.PRESETS["htf_compat"](), flow="torch_farneback")  # flow on the GPU
     models["htf"] = save_checkpoint(tmp / "htf", create_model(ModelConfig()), htf)
     return {k: str(v) for k, v in models.items()}
 

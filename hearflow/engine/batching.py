@@ -103,7 +103,7 @@ class BatchingBackend:
     def _collect(self, first: _Call) -> list[_Call]:
         """``first`` and the calls of its kind that arrive within max_wait."""
         batch = [first]
-        limit = max(1, min(self.max_batch or self.streams, self.streams) if self.streams else 1)
+        limit = max(1, min(self.max_batch or self.streams, self.streams))  # never wait for absent streams
         deadline = time.monotonic() + self.max_wait
         while len(batch) < limit:
             remaining = deadline - time.monotonic()

@@ -13,7 +13,8 @@ Runs under the separate environment made by scripts/triton_venv.sh (Debian's pyt
 
     .venv-triton/bin/python scripts/triton_serve.py EXPORT_DIR --grpc-port 8001
 
-Prints "ready <grpc port>" once the server answers, then serves until SIGINT/SIGTERM.
+Prints "ready <grpc port>" once the server answers, then serves until SIGINT/SIGTERM (exit 0),
+or exits 1 when tritonserver or a model process dies: run it under a supervisor that restarts it.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import argparse
 import logging
 import signal
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +33,8 @@ from pytriton.decorators import batch
 from pytriton.model_config import DynamicBatcher, ModelConfig, Tensor
 from pytriton.triton import Triton, TritonConfig
 from tritonclient.grpc import model_config_pb2
+
+ALIVE_CHECK_S = 0.5
 
 
 def read_configs(repository: Path) -> list[model_config_pb2.ModelConfig]:
@@ -85,12 +89,13 @@ def main() -> None:
     p.add_argument("--http-port", type=int, default=8000)
     p.add_argument("--metrics-port", type=int, default=8002)
     p.add_argument("--threads", type=int, default=1, help="ONNX Runtime threads per model (default 1)")
+    p.add_argument("--log-file", type=Path, help="tritonserver's own log (default: its stderr)")
     args = p.parse_args()
     logging.basicConfig(level=logging.WARNING)
     configs = read_configs(args.repository)
     config = TritonConfig(grpc_address=args.host, grpc_port=args.grpc_port, http_address=args.host,
                           http_port=args.http_port, metrics_port=args.metrics_port, log_verbose=0,
-                          exit_timeout_secs=2)
+                          log_file=args.log_file, exit_timeout_secs=2)
     triton = Triton(config=config)
     for cfg in configs:
         bind(triton, cfg, args.repository, args.threads)
@@ -99,7 +104,14 @@ def main() -> None:
     try:
         triton.run()
         print(f"ready {args.grpc_port} {' '.join(c.name for c in configs)}", flush=True)
-        signal.pause()
+        # tritonserver or a model's process can die under us (a crash in its Python backend):
+        # then exit 1, so that a supervisor (systemd Restart=on-failure, a container restart
+        # policy) starts a fresh server instead of a front that answers nothing
+        while triton.is_alive():
+            time.sleep(ALIVE_CHECK_S)
+        print("error: the Triton server or one of its model processes died; exiting so it can be restarted",
+              file=sys.stderr, flush=True)
+        sys.exit(1)
     except KeyboardInterrupt:
         pass
     finally:

@@ -32,8 +32,9 @@ def free_ports(n: int) -> list[int]:
 
 
 class TritonServer:
-    """The repository in ``folder`` served on loopback; start/kill/pause like a real outage
-    (the whole process group: the Python front, tritonserver and its model processes)."""
+    """The repository in ``folder`` served on loopback; started, killed (the whole process
+    group: the Python front, tritonserver and its model processes) and restarted like a
+    supervised service."""
 
     def __init__(self, folder: Path, log: Path):
         self.folder, self.log = folder, log
@@ -47,7 +48,8 @@ class TritonServer:
     def start(self, timeout: float = 120.0) -> float:
         """Start and wait until the models are loaded; returns time.monotonic() when ready."""
         cmd = [str(PYTHON), str(SCRIPT), str(self.folder), "--grpc-port", str(self.grpc),
-               "--http-port", str(self.http), "--metrics-port", str(self.metrics)]
+               "--http-port", str(self.http), "--metrics-port", str(self.metrics),
+               "--log-file", str(self.log.with_name("tritonserver.log"))]
         with open(self.log, "a") as log:
             self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, text=True, start_new_session=True)
         deadline = time.monotonic() + timeout
@@ -60,9 +62,25 @@ class TritonServer:
         self.kill()
         raise RuntimeError(f"Triton server did not start; its log: {self.log}")
 
-    def signal(self, sig) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, sig)
+    def restart_if_died(self) -> float | None:
+        """What a supervisor does: if the server exited (the serve script exits 1 when
+        tritonserver dies), start it again; returns time.monotonic() when ready, else None."""
+        if self.proc is None or self.proc.poll() is None:
+            return None
+        self.kill()
+        return self.start()
+
+    def tritonserver_pid(self) -> int:
+        """The tritonserver process itself (a child of the Python front)."""
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+                name = (stat.parent / "comm").read_text().strip()
+            except OSError:
+                continue
+            if int(fields[2]) == self.proc.pid and name == "tritonserver":  # fields[2]: the process group
+                return int(stat.parent.name)
+        raise RuntimeError("no tritonserver process in the server's group")
 
     def kill(self) -> None:
         if self.proc is None:

@@ -169,34 +169,40 @@ def test_a_paused_or_killed_server_loses_only_the_frames_of_the_outage(server, e
     listener = threading.Thread(target=listen, daemon=True)
     listener.start()
 
-    def results_after(t, n=5, timeout=60.0):
-        """Wait for n results captured after monotonic time t; the run must stay alive."""
+    def results_after(t, n=5, timeout=90.0):
+        """Wait for n results captured after monotonic time t; the run must stay alive.
+        Returns t, or when the server had died and was restarted, the time it was ready."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             assert run.poll() is None, run.stderr.read()
+            # tritonserver's Python backend can crash when its processes resume under load
+            # (a Triton fault, not the engine's): the serve script exits and, as a supervisor
+            # would, the test starts it again; the outage then lasts until it is back
+            t = server.restart_if_died() or t
             if results.exists():
                 times = [json.loads(line)["t_capture"] for line in results.read_text().splitlines()]
                 if sum(tc > t for tc in times) >= n:
-                    return
+                    return t
             time.sleep(0.2)
         raise AssertionError(f"no results after {t}")
 
     try:
         results_after(0.0)
         outages = []
-        # 1. a hung server (stopped, connections open): requests time out instead of hanging
-        t0 = time.monotonic()
-        server.signal(signal.SIGSTOP)
+        # 1. a hung server (tritonserver stopped, connections open): requests time out instead of hanging
+        t0, pid = time.monotonic(), server.tritonserver_pid()
+        os.kill(pid, signal.SIGSTOP)
         time.sleep(1.5)
-        server.signal(signal.SIGCONT)
-        outages.append((t0, time.monotonic()))
-        results_after(outages[-1][1])
-        # 2. a dead server, restarted on the same port: the engine picks it up again
+        os.kill(pid, signal.SIGCONT)
+        outages.append((t0, results_after(time.monotonic())))
+        # 2. tritonserver dies: the serve script exits 1 (for its supervisor), and the server
+        # restarted on the same port is picked up again
         t0 = time.monotonic()
+        os.kill(server.tritonserver_pid(), signal.SIGKILL)
+        assert server.proc.wait(timeout=60) == 1
+        assert "died; exiting so it can be restarted" in server.log.read_text()
         server.kill()
-        time.sleep(1.0)
-        outages.append((t0, server.start()))
-        results_after(outages[-1][1])
+        outages.append((t0, results_after(server.start())))
     finally:
         run.send_signal(signal.SIGINT)
         _, err = run.communicate(timeout=60)

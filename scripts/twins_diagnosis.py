@@ -7,7 +7,9 @@ from the prepared cache (the inputs the evaluator gives the model):
    twins' boxes (the model's flow input units);
 2. the map's mean inside those boxes, with the clip's flow and with zero flow (the model
    shown no motion);
-3. how often the sounding twin's box has the highest map of all twins, both ways.
+3. how often the sounding twin's box has the highest map of all twins, both ways;
+4. and on every test clip, all regimes: pointing and adaptive cIoU@0.5 with the clip's
+   flow and with zero flow (does the model's score come from motion at all?).
 
 If (1) differs between the twins but (2)/(3) do not follow it, the input carries the
 cue and the model does not use it. The script also prints what the training loss (HTF,
@@ -34,6 +36,7 @@ from hearflow.media.flow import zero_flow
 from hearflow.runtime.backends import load_backend
 from hearflow.trainer.clip_cache import ensure_cache
 from hearflow.trainer.data import CacheIndex, ClipDataset
+from hearflow.trainer.evaluate import score_maps
 from hearflow.trainer.losses import LossConfig, htf_loss
 
 FIELDS = ("flow_sounding", "flow_silent", "map_sounding", "map_silent", "map0_sounding", "map0_silent",
@@ -71,6 +74,20 @@ def measure(backend, sample: dict, objects: list[dict]) -> dict:
     return row
 
 
+def scores_without_flow(backend, index: CacheIndex) -> dict:
+    """{regime: {metric: (with the clip's flow, with zero flow)}} over the test split."""
+    dataset = ClipDataset(index, [i for i in index.indices("test") if index.clips[i]["boxes"]])
+    maps: dict[str, dict] = {"flow": {}, "zero": {}}
+    for k in range(len(dataset)):
+        sample = dataset[k]
+        emb = backend.embed_audio(sample["spec"].numpy()[None])
+        frame = sample["frame"].numpy()[None]
+        maps["flow"][sample["index"]] = backend.localize(frame, sample["flow"].numpy()[None], emb)[0]
+        maps["zero"][sample["index"]] = backend.localize(frame, zero_flow(backend.preprocess)[None], emb)[0]
+    flow, zero = (score_maps(m, index.clips)[1]["by_regime"] for m in (maps["flow"], maps["zero"]))
+    return {reg: {m: (flow[reg][m], zero[reg][m]) for m in ("pointing", "ciou_adap@0.5")} for reg in flow}
+
+
 def diagnose(checkpoint: Path, data: Path, annotations: dict) -> dict:
     """{regime: {field: mean over its twins test clips, "n": clips}} for one checkpoint."""
     backend = load_backend(checkpoint, "torch", device="cpu")
@@ -86,20 +103,27 @@ def diagnose(checkpoint: Path, data: Path, annotations: dict) -> dict:
         sample = dataset[k]
         clip = annotations[index.clips[sample["index"]]["id"]]
         rows.setdefault(clip["regime"], []).append(measure(backend, sample, clip["objects"]))
-    return {regime: {"n": len(rs), **{f: float(np.mean([r[f] for r in rs])) for f in FIELDS}}
-            for regime, rs in sorted(rows.items())}
+    twins = {regime: {"n": len(rs), **{f: float(np.mean([r[f] for r in rs])) for f in FIELDS}}
+             for regime, rs in sorted(rows.items())}
+    return {"twins": twins, "without_flow": scores_without_flow(backend, index)}
 
 
 def markdown(results: dict[str, dict]) -> str:
     lines = ["| checkpoint | regime | n | flow, sounding / silent | map, sounding / silent | "
              "map with zero flow, sounding / silent | sounding twin highest: flow / zero flow |",
              "|---|---|---:|---|---|---|---|"]
-    for name, by_regime in results.items():
-        for regime, r in by_regime.items():
+    for name, result in results.items():
+        for regime, r in result["twins"].items():
             lines.append(f"| {name} | {regime} | {r['n']} | {r['flow_sounding']:.3f} / {r['flow_silent']:.3f} | "
                          f"{r['map_sounding']:.3f} / {r['map_silent']:.3f} | "
                          f"{r['map0_sounding']:.3f} / {r['map0_silent']:.3f} | "
                          f"{r['picks_sounding']:.2f} / {r['picks_sounding0']:.2f} |")
+    lines += ["", "| checkpoint | regime | pointing: flow / zero flow | cIoU_adap@0.5: flow / zero flow |",
+              "|---|---|---|---|"]
+    for name, result in results.items():
+        for regime, r in result["without_flow"].items():
+            lines.append(f"| {name} | {regime} | {r['pointing'][0]:.3f} / {r['pointing'][1]:.3f} | "
+                         f"{r['ciou_adap@0.5'][0]:.3f} / {r['ciou_adap@0.5'][1]:.3f} |")
     return "\n".join(lines)
 
 
@@ -138,6 +162,7 @@ def main() -> None:
     loss = loss_of_ideal_maps()
     print(f"\nHTF loss of ideal maps: both twins lit {loss['both']:.3g}, only the sounding twin {loss['sounding_only']:.3g}")
     if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({**results, "loss_of_ideal_maps": loss}, indent=1))
 
 

@@ -37,7 +37,7 @@ def test_flow_input_marks_the_moving_twin_and_a_flowless_model_is_refused(tmp_pa
     done = run(tmp_path / "flow", "--data", tmp_path / "data", "--json", tmp_path / "d.json")
     assert done.returncode == 0, done.stderr
     report = json.loads((tmp_path / "d.json").read_text())
-    result = report[str(tmp_path / "flow")]
+    result = report[str(tmp_path / "flow")]["twins"]
     assert sorted(result) == sorted(TWINS_REGIMES) and sum(r["n"] for r in result.values()) == 6
     src, dis = result["twins_source_moves"], result["twins_distractor_moves"]
     assert src["flow_sounding"] > 5 * src["flow_silent"]
@@ -45,6 +45,10 @@ def test_flow_input_marks_the_moving_twin_and_a_flowless_model_is_refused(tmp_pa
     for r in result.values():
         assert 0 <= r["picks_sounding"] <= 1 and 0 <= r["picks_sounding0"] <= 1
     assert "| twins_source_moves | 2 |" in done.stdout
+    # every test clip scored with its flow and with zero flow, per regime
+    without = report[str(tmp_path / "flow")]["without_flow"]
+    assert sorted(without) == sorted(TWINS_REGIMES)
+    assert all(0 <= v <= 1 for r in without.values() for pair in r.values() for v in pair)
     # the loss cannot tell a map that lights both identical twins from one that lights the sounding one
     loss = report["loss_of_ideal_maps"]
     assert abs(loss["both"] - loss["sounding_only"]) < 1e-3 and "HTF loss of ideal maps" in done.stdout

@@ -51,20 +51,23 @@ def box_mean(a: np.ndarray, box) -> float:
     return float(a[r0:max(r0 + 1, int(np.ceil(y1 * h))), c0:max(c0 + 1, int(np.ceil(x1 * w)))].mean())
 
 
-def twins_clips(index: CacheIndex, annotations: dict) -> list[int]:
-    return [i for i in index.indices("test")
-            if annotations.get(index.clips[i]["id"], {}).get("regime", "").startswith("twins")]
+def maps_both_ways(backend, dataset: ClipDataset) -> dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """{cache index: (flow magnitude S×S, map with the clip's flow, map with zero flow)}."""
+    zero = zero_flow(backend.preprocess)[None]
+    out = {}
+    for k in range(len(dataset)):
+        sample = dataset[k]
+        emb = backend.embed_audio(sample["spec"].numpy()[None])
+        frame, flow = sample["frame"].numpy()[None], sample["flow"].numpy()
+        out[sample["index"]] = (np.hypot(*flow), backend.localize(frame, flow[None], emb)[0],
+                                backend.localize(frame, zero, emb)[0])
+    return out
 
 
-def measure(backend, sample: dict, objects: list[dict]) -> dict:
-    """One clip's row (see the module docstring)."""
+def measure(magnitude: np.ndarray, maps: dict[str, np.ndarray], objects: list[dict]) -> dict:
+    """One twins clip's row (see the module docstring); maps: {"": with flow, "0": zero flow}."""
     sounding = next(o["bbox"] for o in objects if o["sounding"])
     silent = [o["bbox"] for o in objects if not o["sounding"]]
-    magnitude = np.hypot(*sample["flow"].numpy())
-    emb = backend.embed_audio(sample["spec"].numpy()[None])
-    frame = sample["frame"].numpy()[None]
-    maps = {"": backend.localize(frame, sample["flow"].numpy()[None], emb)[0],
-            "0": backend.localize(frame, zero_flow(backend.preprocess)[None], emb)[0]}
     row = {"flow_sounding": box_mean(magnitude, sounding),
            "flow_silent": float(np.mean([box_mean(magnitude, b) for b in silent]))}
     for tag, m in maps.items():
@@ -74,38 +77,26 @@ def measure(backend, sample: dict, objects: list[dict]) -> dict:
     return row
 
 
-def scores_without_flow(backend, index: CacheIndex) -> dict:
-    """{regime: {metric: (with the clip's flow, with zero flow)}} over the test split."""
-    dataset = ClipDataset(index, [i for i in index.indices("test") if index.clips[i]["boxes"]])
-    maps: dict[str, dict] = {"flow": {}, "zero": {}}
-    for k in range(len(dataset)):
-        sample = dataset[k]
-        emb = backend.embed_audio(sample["spec"].numpy()[None])
-        frame = sample["frame"].numpy()[None]
-        maps["flow"][sample["index"]] = backend.localize(frame, sample["flow"].numpy()[None], emb)[0]
-        maps["zero"][sample["index"]] = backend.localize(frame, zero_flow(backend.preprocess)[None], emb)[0]
-    flow, zero = (score_maps(m, index.clips)[1]["by_regime"] for m in (maps["flow"], maps["zero"]))
-    return {reg: {m: (flow[reg][m], zero[reg][m]) for m in ("pointing", "ciou_adap@0.5")} for reg in flow}
-
-
 def diagnose(checkpoint: Path, data: Path, annotations: dict) -> dict:
-    """{regime: {field: mean over its twins test clips, "n": clips}} for one checkpoint."""
+    """For one checkpoint: {"twins": {regime: {field: mean over its test clips, "n"}},
+    "without_flow": {regime: {metric: (with the clip's flow, with zero flow)}}}."""
     backend = load_backend(checkpoint, "torch", device="cpu")
     if not backend.uses_flow:
         raise SystemExit(f"error: {checkpoint} does not use flow")
     index = CacheIndex(ensure_cache(data, backend.preprocess, None, None, False))
-    clips = twins_clips(index, annotations)
-    if not clips:
-        raise SystemExit(f"error: {data}: no test clips of a twins regime")
-    dataset = ClipDataset(index, clips)
+    computed = maps_both_ways(backend, ClipDataset(index, [i for i in index.indices("test") if index.clips[i]["boxes"]]))
     rows: dict[str, list[dict]] = {}
-    for k in range(len(dataset)):
-        sample = dataset[k]
-        clip = annotations[index.clips[sample["index"]]["id"]]
-        rows.setdefault(clip["regime"], []).append(measure(backend, sample, clip["objects"]))
+    for i, (magnitude, with_flow, zero) in computed.items():
+        clip = annotations.get(index.clips[i]["id"], {})
+        if clip.get("regime", "").startswith("twins"):
+            rows.setdefault(clip["regime"], []).append(measure(magnitude, {"": with_flow, "0": zero}, clip["objects"]))
+    if not rows:
+        raise SystemExit(f"error: {data}: no test clips of a twins regime")
     twins = {regime: {"n": len(rs), **{f: float(np.mean([r[f] for r in rs])) for f in FIELDS}}
              for regime, rs in sorted(rows.items())}
-    return {"twins": twins, "without_flow": scores_without_flow(backend, index)}
+    flow, zero = (score_maps({i: c[k] for i, c in computed.items()}, index.clips)[1]["by_regime"] for k in (1, 2))
+    without = {reg: {m: (flow[reg][m], zero[reg][m]) for m in ("pointing", "ciou_adap@0.5")} for reg in flow}
+    return {"twins": twins, "without_flow": without}
 
 
 def markdown(results: dict[str, dict]) -> str:
